@@ -1,0 +1,377 @@
+//! The plan: the lowered training step, what both runtime backends execute.
+//!
+//! Semantics are integer arithmetic on the discretised torus (`u64`, wrapping),
+//! exactly what the encrypted backend computes minus noise:
+//!
+//! * a register holds, per element, a torus value `t`; its real value is
+//!   `(t as i64) / 2^fmt.scale`;
+//! * levelled ops (`Add`, `Sub`, `MulInt`, `LabelTerm`) are wrapping u64 ops;
+//! * data products (`DataMatVec`, `DataOuterAcc`) multiply torus values by the
+//!   client's quantized integer features `xq` (GLWE × GGSW external products);
+//! * `Lut` is a programmable bootstrap: modulus-switch `t + offset` to `2N` positions,
+//!   read the cell table negacyclically (see [`Lut::eval`]);
+//! * server × server products (`Mul`, `MatVec`, `MatVecT`, `OuterAcc`) multiply the
+//!   *integer value* of a low-precision operand (`t >> lsb`, rounded) by the torus
+//!   value of the other, exactly; their lowering (PBS product, GGSW conversion, ...) is
+//!   chosen by the compiler and only changes cost, never the result.
+//!
+//! The clear backend (`runtime::clear`) is the reference interpreter of this file.
+
+use crate::spec::{Init, InputId, LabelId, ParamId};
+use blindtuner_grammar::ast::Span;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const PLAN_VERSION: u32 = 1;
+
+macro_rules! plan_id {
+    ($($(#[$m:meta])* $name:ident),* $(,)?) => {$(
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub struct $name(pub u32);
+        impl $name {
+            pub fn index(self) -> usize { self.0 as usize }
+        }
+    )*};
+}
+
+plan_id!(
+    /// A per-sample register (vector of torus values).
+    RegId,
+    /// A lookup table.
+    LutId,
+    /// A stored server tensor: parameter matrix, optimizer state, gradient accumulator.
+    TensorId,
+);
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub version: u32,
+    pub model: String,
+    /// Concrete dimensions this plan was compiled for.
+    pub dims: BTreeMap<String, usize>,
+    /// Polynomial size N of the GLWE/GGSW ciphertexts (sets the LUT resolution 2N).
+    pub poly_size: usize,
+    pub inputs: Vec<PlanInput>,
+    pub labels: Vec<PlanLabel>,
+    pub tensors: Vec<PlanTensor>,
+    pub regs: Vec<Reg>,
+    pub luts: Vec<Lut>,
+    /// Per-sample program: forward, error, backward, gradient accumulation.
+    pub sample: Vec<Inst>,
+    /// `sample[..forward_len]` computes the logits: what inference (eval) runs.
+    pub forward_len: usize,
+    /// The register holding the logits after `sample[..forward_len]`.
+    pub logits: RegId,
+    /// Per-step program, after every sample of the batch has accumulated.
+    pub step: Vec<StepInst>,
+    pub train: PlanTrain,
+    /// Ranges the compiler could not prove and assumes (reported, counted at run time).
+    pub assumptions: Vec<Assumption>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlanInput {
+    pub name: String,
+    pub id: InputId,
+    /// Number of features `d` (without the constant feature).
+    pub len: usize,
+    /// Declared range; values outside are clamped (and counted).
+    pub range: (f64, f64),
+    /// `xq = clamp(round(x * 2^scale), qmin, qmax)`.
+    pub scale: i32,
+    pub qmin: i64,
+    pub qmax: i64,
+    /// Integer value of the constant feature appended for bias folding (`2^scale`),
+    /// present when some parameter tensor has a bias part for this input.
+    pub one: Option<i64>,
+}
+
+impl PlanInput {
+    /// Quantize one feature; returns the integer and whether it was clamped.
+    pub fn quantize(&self, x: f64) -> (i64, bool) {
+        let v = (x * (self.scale as f64).exp2()).round();
+        if v.is_nan() {
+            return (0, true);
+        }
+        if v < self.qmin as f64 {
+            (self.qmin, true)
+        } else if v > self.qmax as f64 {
+            (self.qmax, true)
+        } else {
+            (v as i64, false)
+        }
+    }
+    /// Features as the data products see them (with the constant feature, if any).
+    pub fn augmented_len(&self) -> usize {
+        self.len + usize::from(self.one.is_some())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlanLabel {
+    pub name: String,
+    pub id: LabelId,
+    pub classes: usize,
+}
+
+/// Role of a stored tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TensorRole {
+    Param,
+    /// Optimizer state (momentum buffer) of the tensor given.
+    State(TensorId),
+    /// Per-step gradient accumulator of the tensor given.
+    Grad(TensorId),
+    /// Scratch space of the step program.
+    Temp,
+}
+
+/// A `rows × cols` matrix of torus values kept by the server across samples.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlanTensor {
+    pub name: String,
+    pub role: TensorRole,
+    pub rows: usize,
+    pub cols: usize,
+    pub fmt: Format,
+    pub layout: Layout,
+    /// The spec params stored in this tensor (e.g. `W` in cols `0..d`, `b` in col `d`).
+    pub parts: Vec<TensorPart>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TensorPart {
+    pub name: String,
+    pub param: ParamId,
+    /// Shape of the spec param (`[rows, n]` or `[rows]`).
+    pub shape: Vec<usize>,
+    pub col_start: usize,
+    pub init: Init,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Layout {
+    /// Interleaved polynomials for external products with the data of `input`:
+    /// element `[r][j]` sits in polynomial `j / per_poly`, coefficient
+    /// `r + rows * (j % per_poly)`.
+    DataPoly { input: InputId, per_poly: usize, polys: usize },
+    /// One LWE ciphertext per element.
+    Lwe,
+}
+
+/// Fixed-point format of a value on the torus.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Format {
+    /// Torus units per real unit, as a power of two: real = t / 2^scale.
+    pub scale: i32,
+    /// Values are multiples of 2^lsb torus units (the last meaningful bit).
+    pub lsb: i32,
+    /// Value range: proven or assumed (see `proven`).
+    pub range: (f64, f64),
+    /// `true` when the range follows from declared input ranges and constants.
+    pub proven: bool,
+}
+
+impl Format {
+    /// Bits needed for the range at this resolution, sign included.
+    pub fn bits(&self) -> u32 {
+        let m = self.range.0.abs().max(self.range.1.abs()).max(f64::MIN_POSITIVE);
+        let int_bits = (m * ((self.scale - self.lsb) as f64).exp2()).log2().ceil().max(0.0) as u32;
+        int_bits + u32::from(self.range.0 < 0.0)
+    }
+    /// Fractional bits of the real value (`scale - lsb`).
+    pub fn frac(&self) -> i32 {
+        self.scale - self.lsb
+    }
+    pub fn to_real(&self, t: u64) -> f64 {
+        (t as i64) as f64 / (self.scale as f64).exp2()
+    }
+    /// Round a real value onto the grid of this format (wrapping on the torus).
+    pub fn from_real(&self, x: f64) -> u64 {
+        let q = (x * (self.frac() as f64).exp2()).round() as i64;
+        (q as u64).wrapping_shl(self.lsb.max(0) as u32)
+    }
+    /// Integer value on the `lsb` grid (rounded), for products.
+    pub fn int_value(&self, t: u64) -> i64 {
+        if self.lsb <= 0 {
+            return t as i64;
+        }
+        let half = 1i128 << (self.lsb - 1);
+        (((t as i64) as i128 + half) >> self.lsb) as i64
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reg {
+    pub name: String,
+    pub len: usize,
+    pub fmt: Format,
+    pub span: Span,
+}
+
+/// How the encrypted backend implements an instruction (for cost and reports).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Lowering {
+    /// LWE/GLWE additions and integer scalings: no bootstrap.
+    Levelled,
+    /// GLWE × GGSW(client data) external products.
+    ExternalProduct,
+    /// Programmable bootstraps evaluating a lookup table.
+    LookupTable,
+    /// Product of two server ciphertexts through PBS (square trick / bivariate LUT).
+    PbsProduct,
+    /// Client-encrypted per-sample constants: free for the server.
+    Client,
+}
+
+impl Lowering {
+    pub fn name(self) -> &'static str {
+        match self {
+            Lowering::Levelled => "levelled",
+            Lowering::ExternalProduct => "external product",
+            Lowering::LookupTable => "lookup table",
+            Lowering::PbsProduct => "PBS product",
+            Lowering::Client => "client-encrypted",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Inst {
+    /// `out[r] = Σ_j P[r][j] · xq[j]` over the augmented features of `input`.
+    DataMatVec { tensor: TensorId, input: InputId, out: RegId },
+    /// `out[r] = Σ_j P[r][j] · int(v[j])` (+ `P[r][len]·one` when `one` is set: bias column).
+    MatVec { tensor: TensorId, v: RegId, one: Option<i64>, out: RegId },
+    /// `out[j] = Σ_r P[r][j] · int(v[r])` for `j < out.len`.
+    MatVecT { tensor: TensorId, v: RegId, out: RegId },
+    /// Elementwise programmable bootstrap.
+    Lut { lut: LutId, input: RegId, out: RegId },
+    Add { a: RegId, b: RegId, out: RegId },
+    Sub { a: RegId, b: RegId, out: RegId },
+    /// Add a torus constant to every element.
+    AddConst { a: RegId, c: u64, out: RegId },
+    /// Multiply by an integer constant (levelled).
+    MulInt { a: RegId, c: i64, out: RegId },
+    /// `out[i] = int(a[i]) · b[i]`: server × server product.
+    Mul { a: RegId, b: RegId, out: RegId },
+    /// Client-encrypted constant per class: `out[c] = on` if the label is `c`, else `off`.
+    LabelTerm { label: LabelId, on: u64, off: u64, out: RegId },
+    /// `out[0] = a[index]`.
+    Elem { a: RegId, index: usize, out: RegId },
+    /// `out[i] = a[0]` for every `i`.
+    Bcast { a: RegId, out: RegId },
+    /// `G[r][j] += e[r] · xq[j]` (pack `e`, external product with the backward GGSW).
+    DataOuterAcc { grad: TensorId, e: RegId, input: InputId },
+    /// `G[r][j] += e[r] · int(v[j])` (+ `G[r][len] += e[r]·one`: bias column).
+    OuterAcc { grad: TensorId, e: RegId, v: RegId, one: Option<i64> },
+}
+
+impl Inst {
+    pub fn out(&self) -> Option<RegId> {
+        match *self {
+            Inst::DataMatVec { out, .. }
+            | Inst::MatVec { out, .. }
+            | Inst::MatVecT { out, .. }
+            | Inst::Lut { out, .. }
+            | Inst::Add { out, .. }
+            | Inst::Sub { out, .. }
+            | Inst::AddConst { out, .. }
+            | Inst::MulInt { out, .. }
+            | Inst::Mul { out, .. }
+            | Inst::LabelTerm { out, .. }
+            | Inst::Elem { out, .. }
+            | Inst::Bcast { out, .. } => Some(out),
+            Inst::DataOuterAcc { .. } | Inst::OuterAcc { .. } => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum StepInst {
+    /// `dst -= src` (levelled).
+    SubAssign { dst: TensorId, src: TensorId },
+    /// `dst += src` (levelled).
+    AddAssign { dst: TensorId, src: TensorId },
+    /// `dst = round(factor · src)` on `src`'s grid: a rescale of every coefficient
+    /// (not levelled for a fractional factor; `digits` PBS per coefficient).
+    Rescale { dst: TensorId, src: TensorId, factor: f64, digits: u32 },
+    /// `dst = 0`.
+    Zero { dst: TensorId },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LutEncoding {
+    /// The function is anti-periodic over the full torus (`f(x + T/2) = -f(x)`, e.g.
+    /// an odd function centred at 0): all of the torus is window, no padding bit.
+    FullTorus,
+    /// The window is half the torus; outside it the negacyclic half reads `-f`.
+    HalfTorus,
+}
+
+/// A programmable-bootstrap lookup table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Lut {
+    pub name: String,
+    /// Human description of the function, e.g. `512·(sigmoid(z) − ½)`.
+    pub func: String,
+    pub encoding: LutEncoding,
+    /// Added to the input phase before the modulus switch (centres cells, shifts the window).
+    pub offset: u64,
+    /// Cell values over the first half of the torus (`phase ∈ [0, 2^63)`); the second
+    /// half reads the negation. `table.len()` divides `N`.
+    pub table: Vec<i64>,
+    /// Output torus value = `table[cell] << out_shift` (wrapping).
+    pub out_shift: u32,
+    /// Input format (scale of the phase).
+    pub in_fmt: Format,
+    /// Inputs in this range get the function's value; outside, the table saturates
+    /// where the encoding allows, and wraps beyond `window`.
+    pub assumed: (f64, f64),
+    /// Inputs outside this range wrap around the torus (garbage, counted).
+    pub window: (f64, f64),
+}
+
+impl Lut {
+    /// Noise-free PBS: the value selected for input phase `t` with polynomial size `n`.
+    /// Returns the output torus value and the cell index in `0..2·cells` (the second
+    /// half are the negacyclic cells), which tests compare with what the encrypted PBS
+    /// selected.
+    pub fn eval(&self, t: u64, n: usize) -> (u64, usize) {
+        let log2_2n = (2 * n).trailing_zeros();
+        let p = t.wrapping_add(self.offset);
+        let idx = ((p as u128 + (1u128 << (63 - log2_2n))) >> (64 - log2_2n)) as usize % (2 * n);
+        self.at_index(idx, n)
+    }
+
+    /// Value read by the blind rotation for modulus-switched index `idx ∈ [0, 2N)`.
+    pub fn at_index(&self, idx: usize, n: usize) -> (u64, usize) {
+        let cells = self.table.len();
+        let per_cell = n / cells;
+        let (v, cell) = if idx < n {
+            (self.table[idx / per_cell], idx / per_cell)
+        } else {
+            (self.table[(idx - n) / per_cell].wrapping_neg(), cells + (idx - n) / per_cell)
+        };
+        ((v as u64).wrapping_shl(self.out_shift), cell)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlanTrain {
+    pub batch: usize,
+    pub epochs: usize,
+    pub seed: u64,
+    pub lr: f64,
+    pub optimizer: String,
+}
+
+/// A range the compiler assumes rather than proves; the clear backend counts
+/// violations per assumption.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Assumption {
+    pub what: String,
+    pub range: (f64, f64),
+    pub reason: String,
+    pub span: Span,
+}

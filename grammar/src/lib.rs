@@ -1,0 +1,2 @@
+//! Front end of the blindtuner language: lexer, parser, AST.
+pub mod ast;
