@@ -240,31 +240,89 @@ impl Lowering {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Inst {
     /// `out[r] = Σ_j P[r][j] · xq[j]` over the augmented features of `input`.
-    DataMatVec { tensor: TensorId, input: InputId, out: RegId },
+    DataMatVec {
+        tensor: TensorId,
+        input: InputId,
+        out: RegId,
+    },
     /// `out[r] = Σ_j P[r][j] · int(v[j])` (+ `P[r][len]·one` when `one` is set: bias column).
-    MatVec { tensor: TensorId, v: RegId, one: Option<i64>, out: RegId },
+    MatVec {
+        tensor: TensorId,
+        v: RegId,
+        one: Option<i64>,
+        out: RegId,
+    },
     /// `out[j] = Σ_r P[r][j] · int(v[r])` for `j < out.len`.
-    MatVecT { tensor: TensorId, v: RegId, out: RegId },
+    MatVecT {
+        tensor: TensorId,
+        v: RegId,
+        out: RegId,
+    },
     /// Elementwise programmable bootstrap.
-    Lut { lut: LutId, input: RegId, out: RegId },
-    Add { a: RegId, b: RegId, out: RegId },
-    Sub { a: RegId, b: RegId, out: RegId },
+    Lut {
+        lut: LutId,
+        input: RegId,
+        out: RegId,
+    },
+    Add {
+        a: RegId,
+        b: RegId,
+        out: RegId,
+    },
+    Sub {
+        a: RegId,
+        b: RegId,
+        out: RegId,
+    },
     /// Add a torus constant to every element.
-    AddConst { a: RegId, c: u64, out: RegId },
+    AddConst {
+        a: RegId,
+        c: u64,
+        out: RegId,
+    },
     /// Multiply by an integer constant (levelled).
-    MulInt { a: RegId, c: i64, out: RegId },
+    MulInt {
+        a: RegId,
+        c: i64,
+        out: RegId,
+    },
     /// `out[i] = int(a[i]) · b[i]`: server × server product.
-    Mul { a: RegId, b: RegId, out: RegId },
+    Mul {
+        a: RegId,
+        b: RegId,
+        out: RegId,
+    },
     /// Client-encrypted constant per class: `out[c] = on` if the label is `c`, else `off`.
-    LabelTerm { label: LabelId, on: u64, off: u64, out: RegId },
+    LabelTerm {
+        label: LabelId,
+        on: u64,
+        off: u64,
+        out: RegId,
+    },
     /// `out[0] = a[index]`.
-    Elem { a: RegId, index: usize, out: RegId },
+    Elem {
+        a: RegId,
+        index: usize,
+        out: RegId,
+    },
     /// `out[i] = a[0]` for every `i`.
-    Bcast { a: RegId, out: RegId },
+    Bcast {
+        a: RegId,
+        out: RegId,
+    },
     /// `G[r][j] += e[r] · xq[j]` (pack `e`, external product with the backward GGSW).
-    DataOuterAcc { grad: TensorId, e: RegId, input: InputId },
+    DataOuterAcc {
+        grad: TensorId,
+        e: RegId,
+        input: InputId,
+    },
     /// `G[r][j] += e[r] · int(v[j])` (+ `G[r][len] += e[r]·one`: bias column).
-    OuterAcc { grad: TensorId, e: RegId, v: RegId, one: Option<i64> },
+    OuterAcc {
+        grad: TensorId,
+        e: RegId,
+        v: RegId,
+        one: Option<i64>,
+    },
 }
 
 impl Inst {
@@ -283,6 +341,19 @@ impl Inst {
             | Inst::Elem { out, .. }
             | Inst::Bcast { out, .. } => Some(out),
             Inst::DataOuterAcc { .. } | Inst::OuterAcc { .. } => None,
+        }
+    }
+
+    /// Registers the instruction reads.
+    pub fn reads(&self) -> Vec<RegId> {
+        match *self {
+            Inst::DataMatVec { .. } | Inst::LabelTerm { .. } => vec![],
+            Inst::MatVec { v, .. } | Inst::MatVecT { v, .. } => vec![v],
+            Inst::Lut { input, .. } => vec![input],
+            Inst::Add { a, b, .. } | Inst::Sub { a, b, .. } | Inst::Mul { a, b, .. } => vec![a, b],
+            Inst::AddConst { a, .. } | Inst::MulInt { a, .. } | Inst::Elem { a, .. } | Inst::Bcast { a, .. } => vec![a],
+            Inst::DataOuterAcc { e, .. } => vec![e],
+            Inst::OuterAcc { e, v, .. } => vec![e, v],
         }
     }
 }

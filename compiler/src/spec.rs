@@ -119,7 +119,11 @@ pub struct FuncDecl {
 pub enum FuncBody {
     Expr(ScalarExpr),
     /// Samples on a uniform grid over `[lo, hi]`, linearly interpolated, clamped outside.
-    Table { values: Vec<f64>, lo: f64, hi: f64 },
+    Table {
+        values: Vec<f64>,
+        lo: f64,
+        hi: f64,
+    },
 }
 
 /// Body of a user function: scalar arithmetic over its parameters.
@@ -305,9 +309,14 @@ impl TrainCfg {
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub enum Optimizer {
-    Sgd { lr: f64 },
+    Sgd {
+        lr: f64,
+    },
     /// PyTorch-style Nesterov: `b = μ b + g; w -= lr (g + μ b)`.
-    Nesterov { lr: f64, momentum: f64 },
+    Nesterov {
+        lr: f64,
+        momentum: f64,
+    },
 }
 
 impl Optimizer {

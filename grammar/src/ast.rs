@@ -59,17 +59,42 @@ pub struct Model {
 pub enum Stmt {
     /// `dim d = 64` — a named dimension, overridable from the command line (`--set d=16`)
     /// or from the data (`run --data`).
-    Dim { name: Ident, value: Expr, span: Span },
+    Dim {
+        name: Ident,
+        value: Expr,
+        span: Span,
+    },
     /// `input x : fixed[d] in [-4, 4]`
-    Input { name: Ident, ty: TensorType, range: Option<Range>, span: Span },
+    Input {
+        name: Ident,
+        ty: TensorType,
+        range: Option<Range>,
+        span: Span,
+    },
     /// `label y : onehot[k]`
-    Label { name: Ident, ty: TensorType, span: Span },
+    Label {
+        name: Ident,
+        ty: TensorType,
+        span: Span,
+    },
     /// `param W : fixed[k, d] = zeros in [-8, 8]`
-    Param { name: Ident, ty: TensorType, init: Option<Expr>, range: Option<Range>, span: Span },
+    Param {
+        name: Ident,
+        ty: TensorType,
+        init: Option<Expr>,
+        range: Option<Range>,
+        span: Span,
+    },
     /// `fn f(t) = expr` or `fn f(t) = table [..] over [lo, hi]`
     Func(FuncDef),
     /// `z = W @ x + b`, optionally `z : fixed<12, 4> = ...` or `z = ... in [-8, 8]`.
-    Let { name: Ident, ty: Option<TensorType>, value: Expr, range: Option<Range>, span: Span },
+    Let {
+        name: Ident,
+        ty: Option<TensorType>,
+        value: Expr,
+        range: Option<Range>,
+        span: Span,
+    },
     Error(Span),
 }
 
@@ -119,11 +144,23 @@ pub struct Train {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub enum TrainItem {
     /// `optimizer = sgd(lr = 0.5)`, `batch = 32`, `p_fail = 2^-40`, `precision = auto`.
-    Setting { key: Ident, value: Expr, span: Span },
+    Setting {
+        key: Ident,
+        value: Expr,
+        span: Span,
+    },
     /// `format z = fixed<12, 4>` — pin the fixed-point format of a tensor.
-    Format { target: Ident, ty: TensorType, span: Span },
+    Format {
+        target: Ident,
+        ty: TensorType,
+        span: Span,
+    },
     /// `range z in [-16, 16]` — state (and let the compiler assume) a value range.
-    Range { target: Ident, range: Range, span: Span },
+    Range {
+        target: Ident,
+        range: Range,
+        span: Span,
+    },
     Error(Span),
 }
 
@@ -137,12 +174,25 @@ pub struct Expr {
 pub enum ExprKind {
     /// A number as written (kept as text so the checker can report bad literals
     /// with their exact spelling; `value` is `None` when it does not parse).
-    Number { text: String, value: Option<f64> },
+    Number {
+        text: String,
+        value: Option<f64>,
+    },
     Name(String),
-    Unary { op: UnOp, operand: Box<Expr> },
-    Binary { op: BinOp, lhs: Box<Expr>, rhs: Box<Expr> },
+    Unary {
+        op: UnOp,
+        operand: Box<Expr>,
+    },
+    Binary {
+        op: BinOp,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
     /// `f(a, b, name = c)`
-    Call { func: Ident, args: Vec<Arg> },
+    Call {
+        func: Ident,
+        args: Vec<Arg>,
+    },
     /// `[a, b, c]`
     List(Vec<Expr>),
     /// Placeholder where the parser recovered from an error.

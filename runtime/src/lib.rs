@@ -1,1 +1,6 @@
 //! Plan execution backends.
+pub mod clear;
+pub mod data;
+pub mod rng;
+pub mod tfhe;
+pub mod train;

@@ -15,7 +15,7 @@
 //!   edge from `Sample` to `Step`;
 //! * every `Update` targets a distinct param or state.
 
-use crate::spec::{Builtin, FuncId, InputId, LabelId, LossKind, ParamId, Shape};
+use crate::spec::{Builtin, FuncDecl, FuncId, InputId, LabelId, LossKind, ParamId, Shape};
 use blindtuner_grammar::ast::Span;
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use serde::Serialize;
@@ -25,6 +25,7 @@ pub mod build;
 pub mod dot;
 pub mod interp;
 pub mod print;
+pub mod simplify;
 pub mod verify;
 
 /// Typed handle to a node of a [`Graph`].
@@ -43,6 +44,12 @@ impl NodeId {
 /// Optimizer state tensor (e.g. Nesterov momentum buffer), one per param.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct StateId(pub u32);
+
+impl StateId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
 
 /// Where a value lives in the training loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -165,6 +172,35 @@ pub struct Node {
     pub name: Option<String>,
 }
 
+impl Node {
+    /// An unnamed node.
+    pub fn new(op: Op, shape: Shape, phase: Phase, span: Span) -> Node {
+        Node { op, shape, phase, span, name: None }
+    }
+    pub fn named(mut self, name: impl Into<String>) -> Node {
+        self.name = Some(name.into());
+        self
+    }
+}
+
+impl Phase {
+    /// Phase of a computed node from the phases of its operands: anything that
+    /// touches a sample is per-sample, anything that touches a per-step value is
+    /// per-step, the rest is global (hoistable). `Sample` with `Step` is invalid
+    /// (`verify` reports it); it joins to `Sample`.
+    pub fn join(phases: impl IntoIterator<Item = Phase>) -> Phase {
+        let mut out = Phase::Global;
+        for p in phases {
+            match (out, p) {
+                (Phase::Sample, _) | (_, Phase::Sample) => out = Phase::Sample,
+                (_, Phase::Step) => out = Phase::Step,
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
 /// Operand position on an edge (`0` = first operand).
 pub type Operand = u8;
 
@@ -173,6 +209,9 @@ pub struct Graph {
     g: StableDiGraph<Node, Operand>,
     /// Optimizer state tensors (shape, the param they belong to, a name).
     pub states: Vec<StateDecl>,
+    /// The user functions `Call`/`CallDeriv` refer to, indexed by `FuncId` (a copy of
+    /// `Spec::funcs`, so the graph can be evaluated and verified on its own).
+    pub funcs: Vec<FuncDecl>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -245,6 +284,26 @@ impl Graph {
             self.g.remove_edge(eid);
             self.g.add_edge(new.ix(), tgt, pos);
         }
+    }
+
+    /// Replace the operands of `id` (for in-place rewrites that keep the node id).
+    pub fn set_operands(&mut self, id: NodeId, operands: &[NodeId]) {
+        let old: Vec<_> = self
+            .g
+            .edges_directed(id.ix(), petgraph::Direction::Incoming)
+            .map(|e| petgraph::visit::EdgeRef::id(&e))
+            .collect();
+        for e in old {
+            self.g.remove_edge(e);
+        }
+        for (pos, &o) in operands.iter().enumerate() {
+            self.g.add_edge(o.ix(), id.ix(), pos as Operand);
+        }
+    }
+
+    /// Shape of a node.
+    pub fn shape(&self, id: NodeId) -> &Shape {
+        &self.node(id).shape
     }
 
     pub fn remove(&mut self, id: NodeId) {

@@ -1,0 +1,123 @@
+//! Cost of a plan: PBS and external products per sample and per step, PBS depth.
+//!
+//! Counting rules (what the encrypted backend runs):
+//! * `Lut` over a register of length n: n PBS;
+//! * server × server products (`Mul`, `MatVec`, `MatVecT`, `OuterAcc`): each scalar
+//!   product `int(a)·b` through the square trick `((a+b)² − (a−b)²)/4` costs 2 PBS; a
+//!   product with the constant bias feature `one` is levelled (free);
+//! * `DataMatVec` / `DataOuterAcc`: one external product per polynomial of the
+//!   tensor's `DataPoly` layout (`⌈cols / ⌊N/rows⌋⌉`), no PBS;
+//! * `LabelTerm`: client-encrypted, free; everything else is levelled;
+//! * step `Rescale`: `digits` PBS per coefficient.
+//!
+//! PBS depth: the longest chain of PBS-using instructions along register
+//! dependencies within one sample (levelled and external-product steps add 0).
+
+use crate::plan::{Inst, Layout, Lowering, Plan, StepInst};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstCost {
+    pub lowering: Lowering,
+    pub pbs: u64,
+    pub external_products: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Costs {
+    /// Per instruction of `plan.sample`.
+    pub sample: Vec<InstCost>,
+    /// Per instruction of `plan.step`.
+    pub step: Vec<InstCost>,
+    pub pbs_per_sample: u64,
+    /// PBS of `sample[..forward_len]` (inference).
+    pub forward_pbs: u64,
+    pub external_products_per_sample: u64,
+    pub pbs_depth: u32,
+    /// PBS of the step program alone.
+    pub step_pbs: u64,
+    /// `batch · pbs_per_sample + step_pbs`.
+    pub pbs_per_step: u64,
+    pub external_products_per_step: u64,
+}
+
+fn polys(plan: &Plan, t: usize) -> u64 {
+    let t = &plan.tensors[t];
+    match t.layout {
+        Layout::DataPoly { polys, .. } => polys as u64,
+        Layout::Lwe => t.cols.div_ceil((plan.poly_size / t.rows.max(1)).max(1)) as u64,
+    }
+}
+
+pub fn inst_cost(plan: &Plan, inst: &Inst) -> InstCost {
+    let len = |r: crate::plan::RegId| plan.regs[r.index()].len as u64;
+    let (lowering, pbs, ep) = match *inst {
+        Inst::DataMatVec { tensor, .. } => (Lowering::ExternalProduct, 0, polys(plan, tensor.index())),
+        Inst::DataOuterAcc { grad, .. } => (Lowering::ExternalProduct, 0, polys(plan, grad.index())),
+        Inst::Lut { input, .. } => (Lowering::LookupTable, len(input), 0),
+        Inst::MatVec { v, out, .. } => (Lowering::PbsProduct, 2 * len(v) * len(out), 0),
+        Inst::MatVecT { v, out, .. } => (Lowering::PbsProduct, 2 * len(v) * len(out), 0),
+        Inst::OuterAcc { e, v, .. } => (Lowering::PbsProduct, 2 * len(e) * len(v), 0),
+        Inst::Mul { out, .. } => (Lowering::PbsProduct, 2 * len(out), 0),
+        Inst::LabelTerm { .. } => (Lowering::Client, 0, 0),
+        Inst::Add { .. }
+        | Inst::Sub { .. }
+        | Inst::AddConst { .. }
+        | Inst::MulInt { .. }
+        | Inst::Elem { .. }
+        | Inst::Bcast { .. } => (Lowering::Levelled, 0, 0),
+    };
+    InstCost { lowering, pbs, external_products: ep }
+}
+
+fn step_cost(plan: &Plan, inst: &StepInst) -> InstCost {
+    match *inst {
+        StepInst::Rescale { dst, digits, .. } => {
+            let t = &plan.tensors[dst.index()];
+            InstCost { lowering: Lowering::LookupTable, pbs: u64::from(digits) * (t.rows * t.cols) as u64, external_products: 0 }
+        }
+        _ => InstCost { lowering: Lowering::Levelled, pbs: 0, external_products: 0 },
+    }
+}
+
+/// Registers an instruction reads.
+fn reads(inst: &Inst) -> Vec<crate::plan::RegId> {
+    match *inst {
+        Inst::DataMatVec { .. } | Inst::LabelTerm { .. } => vec![],
+        Inst::MatVec { v, .. } | Inst::MatVecT { v, .. } => vec![v],
+        Inst::Lut { input, .. } => vec![input],
+        Inst::Add { a, b, .. } | Inst::Sub { a, b, .. } | Inst::Mul { a, b, .. } => vec![a, b],
+        Inst::AddConst { a, .. } | Inst::MulInt { a, .. } | Inst::Elem { a, .. } | Inst::Bcast { a, .. } => vec![a],
+        Inst::DataOuterAcc { e, .. } => vec![e],
+        Inst::OuterAcc { e, v, .. } => vec![e, v],
+    }
+}
+
+pub fn costs(plan: &Plan) -> Costs {
+    let sample: Vec<InstCost> = plan.sample.iter().map(|i| inst_cost(plan, i)).collect();
+    let step: Vec<InstCost> = plan.step.iter().map(|i| step_cost(plan, i)).collect();
+    let mut depth = vec![0u32; plan.regs.len()];
+    let mut pbs_depth = 0;
+    for (inst, c) in plan.sample.iter().zip(&sample) {
+        let d = reads(inst).iter().map(|r| depth[r.index()]).max().unwrap_or(0) + u32::from(c.pbs > 0);
+        if let Some(out) = inst.out() {
+            depth[out.index()] = d;
+        }
+        pbs_depth = pbs_depth.max(d);
+    }
+    let pbs_per_sample = sample.iter().map(|c| c.pbs).sum();
+    let forward_pbs = sample[..plan.forward_len.min(sample.len())].iter().map(|c| c.pbs).sum();
+    let external_products_per_sample = sample.iter().map(|c| c.external_products).sum();
+    let step_pbs = step.iter().map(|c| c.pbs).sum();
+    let b = plan.train.batch as u64;
+    Costs {
+        pbs_per_sample,
+        forward_pbs,
+        external_products_per_sample,
+        pbs_depth,
+        step_pbs,
+        pbs_per_step: b * pbs_per_sample + step_pbs,
+        external_products_per_step: b * external_products_per_sample,
+        sample,
+        step,
+    }
+}

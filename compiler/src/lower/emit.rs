@@ -1,0 +1,375 @@
+//! Emission: instructions, lookup tables, tensors and the assembled [`Plan`].
+//!
+//! Per sample: the forward pass (data layer by external products, hidden layers by
+//! server products, activations by tables), then the error of the logits with `lr/B`
+//! folded into its table, then per layer (last first) the gradient accumulation and
+//! the back-propagation through `Wᵀ` and `f'`. Per step: the optimizer on the
+//! accumulated gradients (already in weight units), then zero the accumulators.
+
+use super::formats::{Formats, LayerFmt};
+use super::lut::{full_torus, half_torus, TableFn};
+use super::ranges::Ranges;
+use super::select::{unsupported, LayerInput, Net};
+use super::LowerOptions;
+use crate::diag::Diagnostic;
+use crate::ir::autodiff::TrainGraph;
+use crate::plan::*;
+use crate::spec::{Builtin, LossKind, Optimizer, Spec};
+use blindtuner_grammar::ast::Span;
+
+struct Emitter {
+    regs: Vec<Reg>,
+    luts: Vec<Lut>,
+    sample: Vec<Inst>,
+    poly_size: usize,
+}
+
+impl Emitter {
+    fn reg(&mut self, name: impl Into<String>, len: usize, fmt: Format, span: Span) -> RegId {
+        self.regs.push(Reg { name: name.into(), len, fmt, span });
+        RegId(self.regs.len() as u32 - 1)
+    }
+    fn lut(&mut self, lut: Lut) -> LutId {
+        self.luts.push(lut);
+        LutId(self.luts.len() as u32 - 1)
+    }
+    /// `out = lut(input)` into a new register.
+    fn apply(&mut self, lut: Lut, input: RegId, out_fmt: Format, span: Span) -> RegId {
+        let len = self.regs[input.index()].len;
+        let name = lut.name.clone();
+        let lut = self.lut(lut);
+        let out = self.reg(name, len, out_fmt, span);
+        self.sample.push(Inst::Lut { lut, input, out });
+        out
+    }
+    fn bin(&mut self, op: fn(RegId, RegId, RegId) -> Inst, a: RegId, b: RegId, name: &str, fmt: Format, span: Span) -> RegId {
+        let len = self.regs[a.index()].len;
+        let out = self.reg(name, len, fmt, span);
+        self.sample.push(op(a, b, out));
+        out
+    }
+}
+
+fn to_u64(v: i64, shift: i32) -> u64 {
+    (v as u64).wrapping_shl(shift.max(0) as u32)
+}
+
+pub fn emit(
+    spec: &Spec,
+    tg: &TrainGraph,
+    net: &Net,
+    r: &Ranges,
+    fmts: &Formats,
+    opts: &LowerOptions,
+) -> Result<Plan, Vec<Diagnostic>> {
+    let n = opts.poly_size;
+    let mut em = Emitter { regs: vec![], luts: vec![], sample: vec![], poly_size: n };
+    let decl = &spec.inputs[net.input.index()];
+    let label = &spec.labels[net.label.index()];
+    let k = label.classes;
+    let nl = net.layers.len();
+
+    // ---- tensors
+    let mut tensors = Vec::new();
+    let mut ptensor = Vec::new();
+    let mut gtensor = Vec::new();
+    for (l, layer) in net.layers.iter().enumerate() {
+        let f = &fmts.layers[l];
+        let cols = layer.cols + usize::from(layer.b.is_some());
+        let layout = match layer.input {
+            LayerInput::Data(input) => {
+                let per_poly = n / layer.rows;
+                if per_poly == 0 {
+                    return Err(vec![unsupported(tg, layer.z, format!("a data layer with more than N = {n} rows"))]);
+                }
+                Layout::DataPoly { input, per_poly, polys: cols.div_ceil(per_poly) }
+            }
+            LayerInput::Act { .. } => Layout::Lwe,
+        };
+        let part = |p: crate::spec::ParamId, col_start: usize| {
+            let d = &spec.params[p.index()];
+            TensorPart { name: d.name.clone(), param: p, shape: d.shape.clone(), col_start, init: d.init.clone() }
+        };
+        let mut parts = vec![part(layer.w, 0)];
+        parts.extend(layer.b.map(|b| part(b, layer.cols)));
+        let name = parts.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join("|");
+        let t = TensorId(tensors.len() as u32);
+        let base = PlanTensor { name: name.clone(), role: TensorRole::Param, rows: layer.rows, cols, fmt: f.w, layout, parts };
+        let grad = PlanTensor { name: format!("d({name})"), role: TensorRole::Grad(t), parts: vec![], ..base.clone() };
+        tensors.push(base);
+        ptensor.push(t);
+        gtensor.push(TensorId(tensors.len() as u32));
+        tensors.push(grad);
+    }
+
+    // ---- forward
+    let mut z_regs = Vec::with_capacity(nl);
+    let mut h_regs: Vec<Option<RegId>> = vec![None; nl];
+    for (l, layer) in net.layers.iter().enumerate() {
+        let f = &fmts.layers[l];
+        let zn = tg.graph.node(layer.z);
+        let zname = zn.name.clone().unwrap_or_else(|| format!("z{}", l + 1));
+        let z = em.reg(zname, layer.rows, f.z, zn.span);
+        match layer.input {
+            LayerInput::Data(input) => em.sample.push(Inst::DataMatVec { tensor: ptensor[l], input, out: z }),
+            LayerInput::Act { .. } => {
+                let v = h_regs[l].expect("activation register emitted by the previous layer");
+                let one = layer.b.map(|_| 1i64 << f.vs);
+                em.sample.push(Inst::MatVec { tensor: ptensor[l], v, one, out: z });
+            }
+        }
+        z_regs.push(z);
+        if let Some(next) = net.layers.get(l + 1) {
+            let LayerInput::Act { f: act, node } = next.input else { unreachable!("hidden layers read activations") };
+            let af = fmts.acts[l + 1].expect("formats of every activation");
+            let an = tg.graph.node(node);
+            let func = move |u: f64| act.eval(u) * (fmts.layers[l + 1].vs as f64).exp2();
+            let lut = half_torus(
+                &TableFn {
+                    name: an.name.clone().unwrap_or_else(|| act.name().into()),
+                    func: format!("{}(z)·2^{}", act.name(), fmts.layers[l + 1].vs),
+                    f: &func,
+                    in_fmt: f.z,
+                    assumed: r.z[l].pair(),
+                    out_shift: af.h.lsb as u32,
+                },
+                1.0 / 8.0,
+                n,
+            );
+            h_regs[l + 1] = Some(em.apply(lut, z, af.h, an.span));
+        }
+    }
+    let forward_len = em.sample.len();
+    let logits = z_regs[nl - 1];
+
+    // ---- error of the logits, lr/B folded in
+    let last = &fmts.layers[nl - 1];
+    let span = tg.graph.node(net.loss_node).span;
+    let e = loss_error(&mut em, net.loss, logits, last, r.z[nl - 1].abs_max(), k, net, span)?;
+
+    // ---- backward
+    let mut e_cur = e;
+    for l in (0..nl).rev() {
+        let layer = &net.layers[l];
+        let f = &fmts.layers[l];
+        match layer.input {
+            LayerInput::Data(input) => em.sample.push(Inst::DataOuterAcc { grad: gtensor[l], e: e_cur, input }),
+            LayerInput::Act { f: act, .. } => {
+                let h = h_regs[l].expect("activation register");
+                let one = layer.b.map(|_| 1i64 << f.vs);
+                em.sample.push(Inst::OuterAcc { grad: gtensor[l], e: e_cur, v: h, one });
+                let af = fmts.acts[l].expect("formats of every activation");
+                let span = tg.graph.node(layer.z).span;
+                let dh = em.reg(format!("d{}", em.regs[h.index()].name), layer.cols, af.dh, span);
+                em.sample.push(Inst::MatVecT { tensor: ptensor[l], v: e_cur, out: dh });
+                let m = (af.deriv_bits as f64).exp2();
+                let deriv = move |u: f64| act.deriv(u) * m;
+                let prev = &fmts.layers[l - 1];
+                let lut = half_torus(
+                    &TableFn {
+                        name: format!("{}'", act.name()),
+                        func: format!("{}'(z)·2^{}", act.name(), af.deriv_bits),
+                        f: &deriv,
+                        in_fmt: prev.z,
+                        assumed: r.z[l - 1].pair(),
+                        out_shift: af.deriv_shift,
+                    },
+                    1.0 / 8.0,
+                    n,
+                );
+                let dfmt = Format { scale: af.deriv_shift as i32, lsb: af.deriv_shift as i32, range: (0.0, m), proven: true };
+                let d = em.apply(lut, z_regs[l - 1], dfmt, span);
+                e_cur = em.bin(|a, b, out| Inst::Mul { a, b, out }, dh, d, &format!("e{l}"), prev.e, span);
+            }
+        }
+    }
+
+    // ---- step program
+    let mut step = Vec::new();
+    for l in 0..nl {
+        let (p, g) = (ptensor[l], gtensor[l]);
+        match net.momentum {
+            None => step.push(StepInst::SubAssign { dst: p, src: g }),
+            Some(mu) => {
+                // State holds lr·b in weight units: b' = μ b + g, W -= g + μ b'.
+                let base = tensors[p.index()].clone();
+                let digits = base.fmt.bits().div_ceil(opts.digit_bits);
+                let s = TensorId(tensors.len() as u32);
+                tensors.push(PlanTensor { name: format!("{}.momentum", base.name), role: TensorRole::State(p), parts: vec![], ..base.clone() });
+                let tmp = TensorId(tensors.len() as u32);
+                tensors.push(PlanTensor { name: format!("{}.tmp", base.name), role: TensorRole::Temp, parts: vec![], ..base });
+                step.extend([
+                    StepInst::Rescale { dst: s, src: s, factor: mu, digits },
+                    StepInst::AddAssign { dst: s, src: g },
+                    StepInst::SubAssign { dst: p, src: g },
+                    StepInst::Rescale { dst: tmp, src: s, factor: mu, digits },
+                    StepInst::SubAssign { dst: p, src: tmp },
+                ]);
+            }
+        }
+        step.push(StepInst::Zero { dst: g });
+    }
+
+    let optimizer = match spec.train.optimizer {
+        Optimizer::Sgd { .. } => "sgd".to_string(),
+        Optimizer::Nesterov { momentum, .. } => format!("nesterov(momentum = {momentum})"),
+    };
+    Ok(Plan {
+        version: PLAN_VERSION,
+        model: spec.name.clone(),
+        dims: spec.dims.iter().map(|d| (d.name.clone(), d.value)).collect(),
+        poly_size: em.poly_size,
+        inputs: vec![PlanInput {
+            name: decl.name.clone(),
+            id: net.input,
+            len: net.layers[0].cols,
+            range: decl.range,
+            scale: fmts.input.scale,
+            qmin: fmts.input.qmin,
+            qmax: fmts.input.qmax,
+            one: net.layers[0].b.map(|_| 1i64 << fmts.input.scale),
+        }],
+        labels: vec![PlanLabel { name: label.name.clone(), id: net.label, classes: k }],
+        tensors,
+        regs: em.regs,
+        luts: em.luts,
+        sample: em.sample,
+        forward_len,
+        logits,
+        step,
+        train: PlanTrain {
+            batch: spec.train.batch,
+            epochs: spec.train.epochs,
+            seed: spec.train.seed,
+            lr: spec.train.optimizer.lr(),
+            optimizer,
+        },
+        assumptions: r.assumptions.clone(),
+    })
+}
+
+/// The per-sample error `lr/B · dL/dz` in weight-update units of the last layer.
+#[allow(clippy::too_many_arguments)]
+fn loss_error(
+    em: &mut Emitter,
+    kind: LossKind,
+    z: RegId,
+    f: &LayerFmt,
+    zmax: f64,
+    k: usize,
+    net: &Net,
+    span: Span,
+) -> Result<RegId, Vec<Diagnostic>> {
+    let n = em.poly_size;
+    let s = f.s;
+    let lsb = f.w.lsb;
+    let out_fmt = Format { scale: f.e.scale, lsb, range: f.e.range, proven: false };
+    let assumed = f.z.range;
+    match kind {
+        LossKind::SigmoidCrossEntropy => {
+            // E = round(s·(σ(z) − ½)) − s·(y − ½): odd table, the ½ in the label term.
+            // Saturate at the assumed bound; the window (half the torus) may be wider.
+            let a = assumed.0.abs().max(assumed.1.abs());
+            let func = move |u: f64| s * (Builtin::Sigmoid.eval(u.clamp(-a, a)) - 0.5);
+            let lut = full_torus(
+                &TableFn {
+                    name: "error".into(),
+                    func: format!("{s}·(sigmoid(z) − ½)"),
+                    f: &func,
+                    in_fmt: f.z,
+                    assumed: (-a, a),
+                    out_shift: lsb as u32,
+                },
+                0.25,
+                n,
+            );
+            let raw = em.apply(lut, z, out_fmt, span);
+            let half = (s / 2.0).round() as i64;
+            let lab = em.reg("label term", k, out_fmt, span);
+            em.sample.push(Inst::LabelTerm { label: net.label, on: to_u64(half, lsb), off: to_u64(-half, lsb), out: lab });
+            Ok(em.bin(|a, b, out| Inst::Sub { a, b, out }, raw, lab, "e", f.e, span))
+        }
+        LossKind::SoftmaxCrossEntropy => {
+            // lse by a balanced tree of lse(a, b) = a + softplus(b − a), then
+            // E_c = round(s·exp(z_c − lse)) − s·y_c.
+            let u_bound = 2.0 * zmax + (k as f64).ln();
+            let zf = f.z;
+            let to_units = (zf.frac() as f64).exp2();
+            let sp = move |u: f64| Builtin::Softplus.eval(u) * to_units;
+            let mut level: Vec<RegId> =
+                (0..k).map(|c| {
+                    let r = em.reg(format!("z[{c}]"), 1, zf, span);
+                    em.sample.push(Inst::Elem { a: z, index: c, out: r });
+                    r
+                }).collect();
+            while level.len() > 1 {
+                let mut next = Vec::with_capacity(level.len().div_ceil(2));
+                for pair in level.chunks(2) {
+                    let [a, b] = *pair else {
+                        next.push(pair[0]);
+                        continue;
+                    };
+                    let d = em.bin(|a, b, out| Inst::Sub { a, b, out }, b, a, "lse diff", zf, span);
+                    let lut = half_torus(
+                        &TableFn {
+                            name: "softplus".into(),
+                            func: format!("softplus(u)·2^{}", zf.frac()),
+                            f: &sp,
+                            in_fmt: zf,
+                            assumed: (-u_bound, u_bound),
+                            out_shift: zf.lsb as u32,
+                        },
+                        1.0 / 8.0,
+                        n,
+                    );
+                    let spv = em.apply(lut, d, zf, span);
+                    next.push(em.bin(|a, b, out| Inst::Add { a, b, out }, a, spv, "lse", zf, span));
+                }
+                level = next;
+            }
+            let lse = level[0];
+            let lse_k = em.reg("lse", k, zf, span);
+            em.sample.push(Inst::Bcast { a: lse, out: lse_k });
+            let v = em.bin(|a, b, out| Inst::Sub { a, b, out }, z, lse_k, "z − lse", zf, span);
+            let ex = move |u: f64| s * u.exp();
+            let lut = half_torus(
+                &TableFn {
+                    name: "error".into(),
+                    func: format!("{s}·exp(z − lse)"),
+                    f: &ex,
+                    in_fmt: zf,
+                    assumed: (-u_bound, 0.25),
+                    out_shift: lsb as u32,
+                },
+                1.0 / 8.0,
+                n,
+            );
+            let raw = em.apply(lut, v, out_fmt, span);
+            let lab = em.reg("label term", k, out_fmt, span);
+            em.sample.push(Inst::LabelTerm { label: net.label, on: to_u64(s.round() as i64, lsb), off: 0, out: lab });
+            Ok(em.bin(|a, b, out| Inst::Sub { a, b, out }, raw, lab, "e", f.e, span))
+        }
+        LossKind::Mse => {
+            // E = round(s·(2/k)·(z − y)): levelled z − y, then a rescale table.
+            let zf = f.z;
+            let yt = em.reg("label", k, zf, span);
+            em.sample.push(Inst::LabelTerm { label: net.label, on: zf.from_real(1.0), off: 0, out: yt });
+            let u = em.bin(|a, b, out| Inst::Sub { a, b, out }, z, yt, "z − y", zf, span);
+            let c = s * 2.0 / k as f64;
+            let lin = move |u: f64| c * u;
+            let lut = half_torus(
+                &TableFn {
+                    name: "error".into(),
+                    func: format!("{c}·(z − y)"),
+                    f: &lin,
+                    in_fmt: zf,
+                    assumed: (assumed.0 - 1.0, assumed.1),
+                    out_shift: lsb as u32,
+                },
+                0.0,
+                n,
+            );
+            Ok(em.apply(lut, u, f.e, span))
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! Lowering: the training-step graph → the fixed-point [`Plan`](crate::plan::Plan).
+//!
+//! One pass per module, run in this order by [`lower`]:
+//! * [`select`]: pattern → instruction shape. Recognises the network as a chain of dense
+//!   layers (`W @ v (+ b)`, elementwise activations) ending in a loss, and the
+//!   optimizer; anything else is a "not supported by the lowering yet" diagnostic;
+//! * [`ranges`]: interval analysis from declared input ranges, param bounds and
+//!   constants; what cannot be proven (weights, logits during training) is assumed and
+//!   recorded as a [`plan::Assumption`](crate::plan::Assumption);
+//! * [`formats`]: a fixed-point format per value, derived so that every lookup table's
+//!   input fills its window and every product fits the torus;
+//! * [`emit`]: instructions, lookup tables (built by [`lut`]), tensors, the plan.
+//!
+//! [`cost`] counts PBS and external products of a plan (pure, used by reports and the
+//! runtime).
+
+pub mod cost;
+pub mod emit;
+pub mod formats;
+pub mod lut;
+pub mod ranges;
+pub mod select;
+
+use crate::diag::Diagnostic;
+use crate::ir::autodiff::TrainGraph;
+use crate::plan::Plan;
+use crate::spec::Spec;
+
+/// Diagnostic code: a construct the lowering does not handle (yet).
+pub const E_UNSUPPORTED: &str = "E0701";
+/// Diagnostic code: no fixed-point format fits (a range or scale out of the torus).
+pub const E_NO_FORMAT: &str = "E0702";
+
+/// Knobs of the lowering (defaults are the probe's verified choices).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LowerOptions {
+    /// GLWE polynomial size N (LUT resolution 2N).
+    pub poly_size: usize,
+    /// Magnitude bits of quantized client features: `|xq| ≤ 2^(input_bits-1)`.
+    pub input_bits: u32,
+    /// Magnitude bits of the integer operand of server × server products.
+    pub product_bits: u32,
+    /// Assumed `|W|` bound for params without a declared `range`.
+    pub weight_bound: f64,
+    /// Assumed `|z|` bound for LUT inputs (logits, pre-activations) without a declared range.
+    pub logit_bound: f64,
+    /// Saturated margin of odd full-torus tables: the window is `2^bits` × the assumed
+    /// logit range (0 reproduces the probe's layout: window = assumed = ±8 at 2^59).
+    pub logit_headroom_bits: i32,
+    /// Assumed bound of back-propagated gradients `|Wᵀ g|` (hidden layers).
+    pub backprop_bound: f64,
+    /// Minimum fractional bits of params.
+    pub param_frac: i32,
+    /// Resolution of the error LUT output: `s = lr/B · 2^(f - x_scale) ≥ 2^error_bits`.
+    pub error_bits: i32,
+    /// Bits resolved per PBS digit of a multi-digit rescale.
+    pub digit_bits: u32,
+}
+
+impl Default for LowerOptions {
+    fn default() -> LowerOptions {
+        LowerOptions {
+            poly_size: 2048,
+            input_bits: 6,
+            product_bits: 8,
+            weight_bound: 8.0,
+            logit_bound: 8.0,
+            logit_headroom_bits: 1,
+            backprop_bound: 4.0,
+            param_frac: 16,
+            error_bits: 9,
+            digit_bits: 4,
+        }
+    }
+}
+
+/// Lower a checked spec's training graph to a plan.
+pub fn lower(spec: &Spec, tg: &TrainGraph, opts: &LowerOptions) -> Result<Plan, Vec<Diagnostic>> {
+    let net = select::recognize(spec, tg)?;
+    let ranges = ranges::analyze(spec, tg, &net, opts);
+    let fmts = formats::choose(spec, &net, &ranges, opts)?;
+    emit::emit(spec, tg, &net, &ranges, &fmts, opts)
+}

@@ -1,0 +1,300 @@
+//! The cost report of a plan: per node (instruction) its format, range, lowering,
+//! PBS count and depth; totals per sample and per step; lookup tables and the
+//! range assumptions the compiler made.
+//!
+//! Built from the plan alone (pure). `text.rs` renders it for people; the JSON form
+//! is the serde serialization of [`Report`] (totals at top level, `nodes` array).
+
+mod text;
+
+use crate::lower::cost::{costs, Costs};
+use crate::plan::{Inst, LutEncoding, Plan, RegId, StepInst, TensorRole};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+pub use text::render_text;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    pub model: String,
+    pub dims: BTreeMap<String, usize>,
+    pub batch: usize,
+    pub epochs: usize,
+    pub optimizer: String,
+    pub lr: f64,
+    /// PBS per training sample (forward, error, backward).
+    pub pbs_per_sample: u64,
+    /// PBS of inference (forward program only) per sample.
+    pub pbs_per_inference: u64,
+    /// `batch · pbs_per_sample + step PBS`.
+    pub pbs_per_step: u64,
+    /// PBS of the update program alone (rescales), per step.
+    pub pbs_per_update: u64,
+    pub external_products_per_sample: u64,
+    pub external_products_per_step: u64,
+    /// Longest chain of bootstraps within one sample.
+    pub pbs_depth: u32,
+    pub nodes: Vec<NodeRow>,
+    pub luts: Vec<LutRow>,
+    pub assumptions: Vec<AssumptionRow>,
+    pub tensors: Vec<TensorRow>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NodeRow {
+    /// `s3` = instruction 3 of the sample program, `u1` = instruction 1 of the update.
+    pub id: String,
+    pub phase: &'static str,
+    pub name: String,
+    pub op: String,
+    pub shape: Vec<usize>,
+    pub format: Option<FormatRow>,
+    pub lowering: &'static str,
+    pub pbs: u64,
+    pub external_products: u64,
+    /// PBS depth of the value this node produces (bootstraps on its longest input chain).
+    pub pbs_depth: u32,
+    /// 1-based source line of the spec construct this node comes from.
+    pub line: Option<usize>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FormatRow {
+    pub bits: u32,
+    pub frac: i32,
+    pub signed: bool,
+    /// Torus units per real unit, log2.
+    pub scale: i32,
+    pub range: (f64, f64),
+    /// `proven` from declared ranges, or `assumed`.
+    pub range_kind: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LutRow {
+    pub name: String,
+    pub func: String,
+    pub cells: usize,
+    pub encoding: &'static str,
+    pub assumed: (f64, f64),
+    pub window: (f64, f64),
+    /// Width of one input cell in real units.
+    pub resolution: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AssumptionRow {
+    pub what: String,
+    pub range: (f64, f64),
+    pub reason: String,
+    pub line: Option<usize>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TensorRow {
+    pub name: String,
+    pub role: String,
+    pub shape: (usize, usize),
+    pub format: FormatRow,
+    pub layout: String,
+}
+
+/// Build the report. `source` (the spec text) turns spans into line numbers.
+pub fn build(plan: &Plan, source: Option<&str>) -> Report {
+    let c = costs(plan);
+    let line =
+        |start: usize| source.map(|s| 1 + s.as_bytes()[..start.min(s.len())].iter().filter(|&&b| b == b'\n').count());
+    let depths = reg_depths(plan, &c);
+    let mut nodes = Vec::new();
+    for (i, (inst, ic)) in plan.sample.iter().zip(&c.sample).enumerate() {
+        let out = inst.out().map(|r| &plan.regs[r.index()]);
+        let (name, shape, format, span) = match out {
+            Some(r) => (r.name.clone(), vec![r.len], Some(fmt_row(&r.fmt)), Some(r.span)),
+            None => (accumulated_name(plan, inst), tensor_shape(plan, inst), None, None),
+        };
+        nodes.push(NodeRow {
+            id: format!("s{i}"),
+            phase: if i < plan.forward_len { "forward" } else { "backward" },
+            name,
+            op: op_name(plan, inst),
+            shape,
+            format,
+            lowering: ic.lowering.name(),
+            pbs: ic.pbs,
+            external_products: ic.external_products,
+            pbs_depth: inst.out().map_or_else(|| max_read_depth(inst, &depths), |r| depths[r.index()]),
+            line: span.filter(|s| s.end > 0).and_then(|s| line(s.start)),
+        });
+    }
+    for (i, (inst, ic)) in plan.step.iter().zip(&c.step).enumerate() {
+        let (dst, op) = step_desc(plan, inst);
+        let t = &plan.tensors[dst];
+        nodes.push(NodeRow {
+            id: format!("u{i}"),
+            phase: "update",
+            name: t.name.clone(),
+            op,
+            shape: vec![t.rows, t.cols],
+            format: Some(fmt_row(&t.fmt)),
+            lowering: ic.lowering.name(),
+            pbs: ic.pbs,
+            external_products: 0,
+            pbs_depth: u32::from(ic.pbs > 0),
+            line: None,
+        });
+    }
+    let luts = plan
+        .luts
+        .iter()
+        .map(|l| LutRow {
+            name: l.name.clone(),
+            func: l.func.clone(),
+            cells: l.table.len(),
+            encoding: match l.encoding {
+                LutEncoding::FullTorus => "full torus (odd)",
+                LutEncoding::HalfTorus => "half torus",
+            },
+            assumed: l.assumed,
+            window: l.window,
+            resolution: cell_width(l, plan.poly_size),
+        })
+        .collect();
+    let assumptions = plan
+        .assumptions
+        .iter()
+        .map(|a| AssumptionRow {
+            what: a.what.clone(),
+            range: a.range,
+            reason: a.reason.clone(),
+            line: if a.span.end > 0 { line(a.span.start) } else { None },
+        })
+        .collect();
+    let tensors = plan
+        .tensors
+        .iter()
+        .map(|t| TensorRow {
+            name: t.name.clone(),
+            role: match t.role {
+                TensorRole::Param => "param".into(),
+                TensorRole::State(p) => format!("state of {}", plan.tensors[p.index()].name),
+                TensorRole::Grad(p) => format!("gradient of {}", plan.tensors[p.index()].name),
+                TensorRole::Temp => "scratch".into(),
+            },
+            shape: (t.rows, t.cols),
+            format: fmt_row(&t.fmt),
+            layout: match t.layout {
+                crate::plan::Layout::DataPoly { polys, per_poly, .. } => {
+                    format!("{polys} GLWE poly{} ({per_poly} cols each)", if polys == 1 { "" } else { "s" })
+                }
+                crate::plan::Layout::Lwe => "LWE per coefficient".into(),
+            },
+        })
+        .collect();
+    Report {
+        model: plan.model.clone(),
+        dims: plan.dims.clone(),
+        batch: plan.train.batch,
+        epochs: plan.train.epochs,
+        optimizer: plan.train.optimizer.clone(),
+        lr: plan.train.lr,
+        pbs_per_sample: c.pbs_per_sample,
+        pbs_per_inference: c.forward_pbs,
+        pbs_per_step: c.pbs_per_step,
+        pbs_per_update: c.step_pbs,
+        external_products_per_sample: c.external_products_per_sample,
+        external_products_per_step: c.external_products_per_step,
+        pbs_depth: c.pbs_depth,
+        nodes,
+        luts,
+        assumptions,
+        tensors,
+    }
+}
+
+fn fmt_row(f: &crate::plan::Format) -> FormatRow {
+    FormatRow {
+        bits: f.bits(),
+        frac: f.frac(),
+        signed: f.range.0 < 0.0,
+        scale: f.scale,
+        range: f.range,
+        range_kind: if f.proven { "proven" } else { "assumed" },
+    }
+}
+
+/// Width of one LUT cell in units of the input.
+fn cell_width(l: &crate::plan::Lut, n: usize) -> f64 {
+    let cells = l.table.len().max(1) as f64;
+    // The first half of the torus (2^63 phase units) holds `cells` cells.
+    let half_torus_units = 2f64.powi(63) / (l.in_fmt.scale as f64).exp2();
+    let _ = n;
+    half_torus_units / cells
+}
+
+/// PBS depth of every register (bootstraps on the longest chain producing it).
+fn reg_depths(plan: &Plan, c: &Costs) -> Vec<u32> {
+    let mut depth = vec![0u32; plan.regs.len()];
+    for (inst, ic) in plan.sample.iter().zip(&c.sample) {
+        let d = inst.reads().iter().map(|r| depth[r.index()]).max().unwrap_or(0) + u32::from(ic.pbs > 0);
+        if let Some(out) = inst.out() {
+            depth[out.index()] = d;
+        }
+    }
+    depth
+}
+
+fn max_read_depth(inst: &Inst, depths: &[u32]) -> u32 {
+    inst.reads().iter().map(|r| depths[r.index()]).max().unwrap_or(0)
+}
+
+fn op_name(plan: &Plan, inst: &Inst) -> String {
+    let t = |id: crate::plan::TensorId| plan.tensors[id.index()].name.clone();
+    let r = |id: RegId| plan.regs[id.index()].name.clone();
+    match inst {
+        Inst::DataMatVec { tensor, input, .. } => format!("{} @ {}", t(*tensor), plan.inputs[input.index()].name),
+        Inst::MatVec { tensor, v, .. } => format!("{} @ {}", t(*tensor), r(*v)),
+        Inst::MatVecT { tensor, v, .. } => format!("{}ᵀ @ {}", t(*tensor), r(*v)),
+        Inst::Lut { lut, input, .. } => format!("lut {}({})", plan.luts[lut.index()].name, r(*input)),
+        Inst::Add { a, b, .. } => format!("{} + {}", r(*a), r(*b)),
+        Inst::Sub { a, b, .. } => format!("{} - {}", r(*a), r(*b)),
+        Inst::AddConst { a, .. } => format!("{} + const", r(*a)),
+        Inst::MulInt { a, c, .. } => format!("{} * {c}", r(*a)),
+        Inst::Mul { a, b, .. } => format!("{} * {}", r(*a), r(*b)),
+        Inst::LabelTerm { label, .. } => format!("label term {}", plan.labels[label.index()].name),
+        Inst::Elem { a, index, .. } => format!("{}[{index}]", r(*a)),
+        Inst::Bcast { a, .. } => format!("broadcast {}", r(*a)),
+        Inst::DataOuterAcc { grad, e, input } => {
+            format!("{} += {} ⊗ {}", t(*grad), r(*e), plan.inputs[input.index()].name)
+        }
+        Inst::OuterAcc { grad, e, v, .. } => format!("{} += {} ⊗ {}", t(*grad), r(*e), r(*v)),
+    }
+}
+
+fn accumulated_name(plan: &Plan, inst: &Inst) -> String {
+    match inst {
+        Inst::DataOuterAcc { grad, .. } | Inst::OuterAcc { grad, .. } => plan.tensors[grad.index()].name.clone(),
+        _ => String::new(),
+    }
+}
+
+fn tensor_shape(plan: &Plan, inst: &Inst) -> Vec<usize> {
+    match inst {
+        Inst::DataOuterAcc { grad, .. } | Inst::OuterAcc { grad, .. } => {
+            let t = &plan.tensors[grad.index()];
+            vec![t.rows, t.cols]
+        }
+        _ => vec![],
+    }
+}
+
+fn step_desc(plan: &Plan, inst: &StepInst) -> (usize, String) {
+    let n = |id: crate::plan::TensorId| plan.tensors[id.index()].name.clone();
+    match *inst {
+        StepInst::SubAssign { dst, src } => (dst.index(), format!("{} -= {}", n(dst), n(src))),
+        StepInst::AddAssign { dst, src } => (dst.index(), format!("{} += {}", n(dst), n(src))),
+        StepInst::Rescale { dst, src, factor, digits } => {
+            (dst.index(), format!("{} = {factor} · {} ({digits}-digit rescale)", n(dst), n(src)))
+        }
+        StepInst::Zero { dst } => (dst.index(), format!("{} = 0", n(dst))),
+    }
+}

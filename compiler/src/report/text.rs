@@ -1,0 +1,160 @@
+//! Human-readable rendering of a [`Report`]: aligned tables, one line per node.
+
+use super::{FormatRow, Report};
+use std::fmt::Write;
+
+pub fn render_text(r: &Report) -> String {
+    let mut s = String::new();
+    let dims: Vec<String> = r.dims.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let _ = writeln!(s, "model {}  ({})", r.model, dims.join(", "));
+    let _ = writeln!(s, "train: {} lr={} batch={} epochs={}", r.optimizer, r.lr, r.batch, r.epochs);
+    let _ = writeln!(s);
+    let header = ["node", "phase", "name", "op", "shape", "format", "range", "lowering", "PBS", "depth", "line"];
+    let rows: Vec<Vec<String>> = r
+        .nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.id.clone(),
+                n.phase.to_string(),
+                n.name.clone(),
+                n.op.clone(),
+                shape(&n.shape),
+                n.format.as_ref().map_or("-".into(), format),
+                n.format.as_ref().map_or("-".into(), range),
+                n.lowering.to_string(),
+                n.pbs.to_string(),
+                n.pbs_depth.to_string(),
+                n.line.map_or("-".into(), |l| l.to_string()),
+            ]
+        })
+        .collect();
+    table(&mut s, &header, &rows, &[8, 9, 10]);
+    let _ = writeln!(s);
+    let _ = writeln!(s, "totals");
+    let totals = [
+        ("pbs_per_sample", r.pbs_per_sample.to_string()),
+        ("pbs_per_inference", r.pbs_per_inference.to_string()),
+        ("pbs_per_update", r.pbs_per_update.to_string()),
+        (
+            "pbs_per_step",
+            format!("{} (batch {} × {} + {})", r.pbs_per_step, r.batch, r.pbs_per_sample, r.pbs_per_update),
+        ),
+        ("external_products_per_sample", r.external_products_per_sample.to_string()),
+        ("external_products_per_step", r.external_products_per_step.to_string()),
+        ("pbs_depth", r.pbs_depth.to_string()),
+    ];
+    for (k, v) in totals {
+        let _ = writeln!(s, "  {k:<30} {v}");
+    }
+    if !r.luts.is_empty() {
+        let _ = writeln!(s);
+        let _ = writeln!(s, "lookup tables");
+        let rows: Vec<Vec<String>> = r
+            .luts
+            .iter()
+            .map(|l| {
+                vec![
+                    l.name.clone(),
+                    l.func.clone(),
+                    l.cells.to_string(),
+                    format!("{}", l.resolution),
+                    l.encoding.to_string(),
+                    pair(l.assumed),
+                    pair(l.window),
+                ]
+            })
+            .collect();
+        table(
+            &mut s,
+            &["lut", "function", "cells", "cell width", "encoding", "assumed input", "window"],
+            &rows,
+            &[2, 3],
+        );
+    }
+    if !r.tensors.is_empty() {
+        let _ = writeln!(s);
+        let _ = writeln!(s, "server tensors");
+        let rows: Vec<Vec<String>> = r
+            .tensors
+            .iter()
+            .map(|t| {
+                vec![
+                    t.name.clone(),
+                    t.role.clone(),
+                    format!("[{}, {}]", t.shape.0, t.shape.1),
+                    format(&t.format),
+                    t.layout.clone(),
+                ]
+            })
+            .collect();
+        table(&mut s, &["tensor", "role", "shape", "format", "layout"], &rows, &[]);
+    }
+    if !r.assumptions.is_empty() {
+        let _ = writeln!(s);
+        let _ = writeln!(s, "assumptions (not proven; the clear backend counts violations)");
+        for a in &r.assumptions {
+            let at = a.line.map_or(String::new(), |l| format!(" (line {l})"));
+            let _ = writeln!(s, "  {} in {}{at}: {}", a.what, pair(a.range), a.reason);
+        }
+    }
+    s
+}
+
+fn shape(s: &[usize]) -> String {
+    let v: Vec<String> = s.iter().map(|d| d.to_string()).collect();
+    format!("[{}]", v.join(", "))
+}
+
+fn format(f: &FormatRow) -> String {
+    format!("{}{}.{} @2^{}", if f.signed { "s" } else { "u" }, f.bits, f.frac, f.scale)
+}
+
+fn range(f: &FormatRow) -> String {
+    let mark = if f.range_kind == "assumed" { " *" } else { "" };
+    format!("{}{mark}", pair(f.range))
+}
+
+fn pair(r: (f64, f64)) -> String {
+    format!("[{}, {}]", num(r.0), num(r.1))
+}
+
+fn num(x: f64) -> String {
+    if x == x.trunc() && x.abs() < 1e9 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.4}")
+    }
+}
+
+/// Left-aligned columns, except `right` columns (numbers), separated by two spaces.
+fn table(s: &mut String, header: &[&str], rows: &[Vec<String>], right: &[usize]) {
+    let mut w: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |s: &mut String, cells: &[String]| {
+        let mut out = String::from(" ");
+        for (i, c) in cells.iter().enumerate() {
+            let pad = w[i] - c.chars().count();
+            out.push(' ');
+            if right.contains(&i) {
+                out.push_str(&" ".repeat(pad));
+                out.push_str(c);
+            } else {
+                out.push_str(c);
+                out.push_str(&" ".repeat(pad));
+            }
+            out.push(' ');
+        }
+        let _ = writeln!(s, "{}", out.trim_end());
+    };
+    line(s, &header.iter().map(|h| h.to_string()).collect::<Vec<_>>());
+    let total: usize = w.iter().sum::<usize>() + 3 * w.len();
+    let _ = writeln!(s, "  {}", "─".repeat(total.saturating_sub(2)));
+    for r in rows {
+        line(s, r);
+    }
+}

@@ -1,0 +1,126 @@
+//! Exact PBS / external-product counts of lowered plans, and lowering diagnostics.
+
+use blindtuner_compiler::check::check_source;
+use blindtuner_compiler::lower::cost::costs;
+use blindtuner_compiler::lower::E_UNSUPPORTED;
+use blindtuner_compiler::pipeline;
+use blindtuner_compiler::plan::{Lowering, Plan};
+use std::collections::BTreeMap;
+
+fn plan(src: &str) -> Result<Plan, Vec<blindtuner_compiler::diag::Diagnostic>> {
+    let (spec, diags) = check_source(src, &BTreeMap::new());
+    let spec = spec.unwrap_or_else(|| panic!("spec does not check: {diags:?}"));
+    pipeline::run(spec, None).map(|ctx| ctx.plan.expect("a plan"))
+}
+
+fn linear(loss: &str, d: usize, k: usize, opt: &str) -> String {
+    format!(
+        "model m {{
+  input  x : fixed[{d}] in [-4, 4]
+  label  y : onehot[{k}]
+  param  W : fixed[{k}, {d}] = zeros
+  param  b : fixed[{k}]    = zeros
+  z    = W @ x + b
+  loss = {loss}(z, y)
+}}
+train m {{
+  optimizer = {opt}
+  batch     = 8
+  epochs    = 1
+}}
+"
+    )
+}
+
+#[test]
+fn linear_sigmoid_costs_k_pbs_independent_of_d() {
+    for d in [16, 64, 768] {
+        for k in [2, 5, 10] {
+            let p = plan(&linear("sigmoid_cross_entropy", d, k, "sgd(lr = 0.5)")).unwrap();
+            let c = costs(&p);
+            assert_eq!(c.pbs_per_sample, k as u64, "d={d} k={k}");
+            assert_eq!(c.pbs_depth, 1);
+            assert_eq!(c.forward_pbs, 0);
+            // One external product per W polynomial, forward and backward.
+            let polys = (d + 1).div_ceil(2048 / k) as u64;
+            assert_eq!(c.external_products_per_sample, 2 * polys, "d={d} k={k}");
+            assert_eq!(c.step_pbs, 0, "sgd's update is levelled");
+            assert_eq!(c.pbs_per_step, 8 * k as u64);
+            assert_eq!(c.external_products_per_step, 16 * polys);
+            let kinds: Vec<Lowering> = c.sample.iter().map(|i| i.lowering).collect();
+            assert!(kinds.contains(&Lowering::Client) && kinds.contains(&Lowering::ExternalProduct));
+        }
+    }
+    // d = 768, k = 5: two polynomials of 409 features (the probe's layout).
+    let c = costs(&plan(&linear("sigmoid_cross_entropy", 768, 5, "sgd(lr = 0.5)")).unwrap());
+    assert_eq!(c.external_products_per_sample, 4);
+}
+
+#[test]
+fn softmax_costs_lse_tree() {
+    for k in [2, 5, 10] {
+        let c = costs(&plan(&linear("softmax_cross_entropy", 64, k, "sgd(lr = 0.5)")).unwrap());
+        // k − 1 softplus (balanced tree) + k exp.
+        assert_eq!(c.pbs_per_sample, 2 * k as u64 - 1, "k={k}");
+        let depth = (k as f64).log2().ceil() as u32 + 1;
+        assert_eq!(c.pbs_depth, depth, "k={k}");
+    }
+}
+
+#[test]
+fn mse_costs_one_rescale_table() {
+    let c = costs(&plan(&linear("mse", 64, 5, "sgd(lr = 0.5)")).unwrap());
+    assert_eq!(c.pbs_per_sample, 5);
+}
+
+#[test]
+fn nesterov_rescales_per_step() {
+    let p = plan(&linear("sigmoid_cross_entropy", 64, 5, "nesterov(lr = 0.5, momentum = 0.9)")).unwrap();
+    let c = costs(&p);
+    assert_eq!(c.pbs_per_sample, 5);
+    let w = &p.tensors[0];
+    let digits = w.fmt.bits().div_ceil(4) as u64;
+    // Two rescales by μ of every coefficient of W|b.
+    assert_eq!(c.step_pbs, 2 * digits * (5 * 65) as u64);
+    assert_eq!(c.pbs_per_step, 8 * 5 + c.step_pbs);
+}
+
+#[test]
+fn mlp_costs() {
+    let src = "model m {
+  input  x  : fixed[64] in [-8, 8]
+  label  y  : onehot[5]
+  param  W1 : fixed[16, 64] = normal(0.1)
+  param  b1 : fixed[16]     = zeros
+  param  W2 : fixed[5, 16]  = normal(0.1)
+  param  b2 : fixed[5]      = zeros
+  z1   = W1 @ x + b1
+  a1   = relu(z1)
+  z    = W2 @ a1 + b2
+  loss = softmax_cross_entropy(z, y)
+}
+train m { optimizer = sgd(lr = 0.25)  batch = 8  epochs = 1 }
+";
+    let c = costs(&plan(src).unwrap());
+    // relu 16 + forward product 2·5·16 + softmax 9 + backward: outer 2·5·16,
+    // Wᵀe 2·5·16, relu' 16, mask product 2·16.
+    let expected = 16 + 160 + 9 + 160 + 160 + 16 + 32;
+    assert_eq!(c.pbs_per_sample, expected);
+    assert_eq!(c.forward_pbs, 16 + 160);
+}
+
+#[test]
+fn unsupported_constructs_are_diagnostics() {
+    let src = "model m {
+  input  x : fixed[4] in [-4, 4]
+  label  y : onehot[2]
+  param  W : fixed[2, 4] = zeros
+  z    = relu(W @ x)
+  loss = mse(z, y)
+}
+";
+    let errs = plan(src).unwrap_err();
+    assert_eq!(errs[0].code, E_UNSUPPORTED);
+    assert!(errs[0].message.starts_with("not supported by the lowering yet"), "{}", errs[0].message);
+    assert!(!errs[0].labels.is_empty(), "points at the source");
+}

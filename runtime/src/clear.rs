@@ -1,0 +1,363 @@
+//! The clear backend: the reference interpreter of a [`Plan`].
+//!
+//! It executes exactly the integer torus arithmetic documented in
+//! `blindtuner_compiler::plan` (wrapping `u64`), so a clear run predicts the encrypted
+//! run up to noise (lookup-table cell flips). On top of the arithmetic it counts what
+//! the compiler could only assume: lookup-table inputs outside their assumed range
+//! (saturated) or outside their window (wrapped), and input features clamped by
+//! quantization.
+
+use crate::rng::SplitMix;
+use blindtuner_compiler::plan::{Format, Inst, Plan, RegId, StepInst, TensorRole};
+use blindtuner_compiler::spec::Init;
+use std::collections::BTreeMap;
+
+/// Violation and usage counters, accumulated over a run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Counters {
+    /// Per LUT: evaluations.
+    pub lut_evals: Vec<u64>,
+    /// Per LUT: inputs outside `assumed` but inside `window` (the table saturates).
+    pub lut_saturated: Vec<u64>,
+    /// Per LUT: inputs outside `window` (the phase wraps: garbage output).
+    pub lut_wrapped: Vec<u64>,
+    /// Per plan input, per feature: values clamped to the declared range.
+    pub clamped: Vec<Vec<u64>>,
+    /// Samples quantized.
+    pub samples: u64,
+}
+
+impl Counters {
+    pub fn new(plan: &Plan) -> Counters {
+        Counters {
+            lut_evals: vec![0; plan.luts.len()],
+            lut_saturated: vec![0; plan.luts.len()],
+            lut_wrapped: vec![0; plan.luts.len()],
+            clamped: plan.inputs.iter().map(|i| vec![0; i.len]).collect(),
+            samples: 0,
+        }
+    }
+    pub fn total_saturated(&self) -> u64 {
+        self.lut_saturated.iter().sum()
+    }
+    pub fn total_wrapped(&self) -> u64 {
+        self.lut_wrapped.iter().sum()
+    }
+    pub fn total_clamped(&self) -> u64 {
+        self.clamped.iter().flatten().sum()
+    }
+}
+
+/// One sample as the server sees it: quantized features (per plan input, with the
+/// constant feature appended when the input has one) and class labels (per plan label).
+#[derive(Clone, Debug, PartialEq)]
+pub struct QSample {
+    pub xq: Vec<Vec<i64>>,
+    pub labels: Vec<usize>,
+}
+
+/// Quantize raw features (`features[i]` for `plan.inputs[i]`), counting clamps.
+pub fn quantize(plan: &Plan, features: &[&[f64]], labels: &[usize], counters: &mut Counters) -> QSample {
+    let xq = plan
+        .inputs
+        .iter()
+        .zip(features)
+        .enumerate()
+        .map(|(i, (inp, x))| {
+            let mut q = Vec::with_capacity(inp.augmented_len());
+            for (j, &v) in x.iter().take(inp.len).enumerate() {
+                let (v, clamped) = inp.quantize(v);
+                if clamped {
+                    counters.clamped[i][j] += 1;
+                }
+                q.push(v);
+            }
+            q.extend(inp.one);
+            q
+        })
+        .collect();
+    counters.samples += 1;
+    QSample { xq, labels: labels.to_vec() }
+}
+
+/// Initial tensors: params from their `init` with a generator derived from the plan's
+/// seed and the param's name, rounded onto the tensor format; everything else zero.
+pub fn init_tensors(plan: &Plan) -> Vec<Vec<u64>> {
+    plan.tensors
+        .iter()
+        .map(|t| {
+            let mut data = vec![0u64; t.rows * t.cols];
+            if t.role != TensorRole::Param {
+                return data;
+            }
+            for part in &t.parts {
+                let rows = part.shape.first().copied().unwrap_or(1);
+                let n = part.shape.get(1).copied().unwrap_or(1);
+                let mut rng = SplitMix::derive(plan.train.seed, &part.name);
+                let xavier = (6.0 / (rows + n) as f64).sqrt();
+                for r in 0..rows.min(t.rows) {
+                    for j in 0..n {
+                        let v = match part.init {
+                            Init::Zeros => 0.0,
+                            Init::Const(c) => c,
+                            Init::Uniform(lo, hi) => rng.uniform(lo, hi),
+                            Init::Normal(std) => std * rng.normal(),
+                            Init::Xavier => rng.uniform(-xavier, xavier),
+                        };
+                        let col = part.col_start + j;
+                        if col < t.cols {
+                            data[r * t.cols + col] = t.fmt.from_real(v);
+                        }
+                    }
+                }
+            }
+            data
+        })
+        .collect()
+}
+
+/// Real-valued params decoded from the tensors: name → (shape, row-major values).
+pub fn decode_weights(plan: &Plan, tensors: &[Vec<u64>]) -> BTreeMap<String, (Vec<usize>, Vec<f64>)> {
+    let mut out = BTreeMap::new();
+    for (t, data) in plan.tensors.iter().zip(tensors) {
+        if t.role != TensorRole::Param {
+            continue;
+        }
+        for part in &t.parts {
+            let rows = part.shape.first().copied().unwrap_or(1);
+            let n = part.shape.get(1).copied().unwrap_or(1);
+            let mut vals = Vec::with_capacity(rows * n);
+            for r in 0..rows {
+                for j in 0..n {
+                    let v = data.get(r * t.cols + part.col_start + j).copied().unwrap_or(0);
+                    vals.push(t.fmt.to_real(v));
+                }
+            }
+            out.insert(part.name.clone(), (part.shape.clone(), vals));
+        }
+    }
+    out
+}
+
+/// The interpreter state: tensors persist across samples and steps, registers are
+/// per-sample scratch.
+#[derive(Clone, Debug)]
+pub struct Machine<'p> {
+    pub plan: &'p Plan,
+    pub tensors: Vec<Vec<u64>>,
+    regs: Vec<Vec<u64>>,
+    /// Position in `plan.inputs` / `plan.labels` of each id.
+    input_pos: BTreeMap<u32, usize>,
+    label_pos: BTreeMap<u32, usize>,
+    pub counters: Counters,
+}
+
+impl<'p> Machine<'p> {
+    /// A machine with freshly initialised tensors.
+    pub fn new(plan: &'p Plan) -> Machine<'p> {
+        Machine::with_tensors(plan, init_tensors(plan))
+    }
+
+    pub fn with_tensors(plan: &'p Plan, tensors: Vec<Vec<u64>>) -> Machine<'p> {
+        Machine {
+            plan,
+            tensors,
+            regs: plan.regs.iter().map(|r| vec![0; r.len]).collect(),
+            input_pos: plan.inputs.iter().enumerate().map(|(i, x)| (x.id.0, i)).collect(),
+            label_pos: plan.labels.iter().enumerate().map(|(i, x)| (x.id.0, i)).collect(),
+            counters: Counters::new(plan),
+        }
+    }
+
+    pub fn quantize(&mut self, features: &[&[f64]], labels: &[usize]) -> QSample {
+        quantize(self.plan, features, labels, &mut self.counters)
+    }
+
+    /// A register's torus values after the last run.
+    pub fn reg(&self, r: RegId) -> &[u64] {
+        &self.regs[r.index()]
+    }
+
+    /// The logits register, as real values.
+    pub fn logits(&self) -> Vec<f64> {
+        let fmt = self.plan.regs[self.plan.logits.index()].fmt;
+        self.reg(self.plan.logits).iter().map(|&t| fmt.to_real(t)).collect()
+    }
+
+    /// Forward only (`sample[..forward_len]`): what inference runs.
+    pub fn forward(&mut self, s: &QSample) {
+        let plan = self.plan;
+        for inst in &plan.sample[..plan.forward_len.min(plan.sample.len())] {
+            self.exec(inst, s);
+        }
+    }
+
+    /// The whole per-sample program: forward, error, backward, accumulation.
+    pub fn run_sample(&mut self, s: &QSample) {
+        for inst in &self.plan.sample {
+            self.exec(inst, s);
+        }
+    }
+
+    /// The per-step program (after every sample of the batch has accumulated).
+    pub fn run_step(&mut self) {
+        for inst in &self.plan.step {
+            self.exec_step(inst);
+        }
+    }
+
+    /// Class with the largest logit (first one on ties) after [`Machine::forward`].
+    pub fn argmax(&self) -> usize {
+        let z = self.reg(self.plan.logits);
+        (0..z.len()).fold(0, |best, c| if (z[c] as i64) > (z[best] as i64) { c } else { best })
+    }
+
+    fn exec(&mut self, inst: &Inst, s: &QSample) {
+        let plan = self.plan;
+        match *inst {
+            Inst::DataMatVec { tensor, input, out } => {
+                let t = &plan.tensors[tensor.index()];
+                let x = &s.xq[self.input_pos[&input.0]];
+                let p = &self.tensors[tensor.index()];
+                let o = &mut self.regs[out.index()];
+                for (r, o) in o.iter_mut().enumerate() {
+                    let row = &p[r * t.cols..(r + 1) * t.cols];
+                    *o = dot(row, x.iter().copied());
+                }
+            }
+            Inst::MatVec { tensor, v, one, out } => {
+                let t = &plan.tensors[tensor.index()];
+                let fmt = plan.regs[v.index()].fmt;
+                let vi: Vec<i64> = self.regs[v.index()].iter().map(|&x| fmt.int_value(x)).chain(one).collect();
+                let p = &self.tensors[tensor.index()];
+                let mut res = vec![0u64; plan.regs[out.index()].len];
+                for (r, o) in res.iter_mut().enumerate() {
+                    *o = dot(&p[r * t.cols..(r + 1) * t.cols], vi.iter().copied());
+                }
+                self.regs[out.index()] = res;
+            }
+            Inst::MatVecT { tensor, v, out } => {
+                let t = &plan.tensors[tensor.index()];
+                let fmt = plan.regs[v.index()].fmt;
+                let vi: Vec<i64> = self.regs[v.index()].iter().map(|&x| fmt.int_value(x)).collect();
+                let p = &self.tensors[tensor.index()];
+                let mut res = vec![0u64; plan.regs[out.index()].len];
+                for (j, o) in res.iter_mut().enumerate() {
+                    let mut acc = 0u64;
+                    for (r, &e) in vi.iter().enumerate().take(t.rows) {
+                        acc = acc.wrapping_add(p[r * t.cols + j].wrapping_mul(e as u64));
+                    }
+                    *o = acc;
+                }
+                self.regs[out.index()] = res;
+            }
+            Inst::Lut { lut, input, out } => {
+                let l = &plan.luts[lut.index()];
+                let li = lut.index();
+                let res: Vec<u64> = self.regs[input.index()]
+                    .iter()
+                    .map(|&t| {
+                        let x = l.in_fmt.to_real(t);
+                        self.counters.lut_evals[li] += 1;
+                        if x < l.window.0 || x >= l.window.1 {
+                            self.counters.lut_wrapped[li] += 1;
+                        } else if x < l.assumed.0 || x > l.assumed.1 {
+                            self.counters.lut_saturated[li] += 1;
+                        }
+                        l.eval(t, plan.poly_size).0
+                    })
+                    .collect();
+                self.regs[out.index()] = res;
+            }
+            Inst::Add { a, b, out } => self.zip(a, b, out, |x, y| x.wrapping_add(y)),
+            Inst::Sub { a, b, out } => self.zip(a, b, out, |x, y| x.wrapping_sub(y)),
+            Inst::Mul { a, b, out } => {
+                let fa = plan.regs[a.index()].fmt;
+                self.zip(a, b, out, move |x, y| (fa.int_value(x) as u64).wrapping_mul(y))
+            }
+            Inst::AddConst { a, c, out } => self.map(a, out, |x| x.wrapping_add(c)),
+            Inst::MulInt { a, c, out } => self.map(a, out, |x| x.wrapping_mul(c as u64)),
+            Inst::LabelTerm { label, on, off, out } => {
+                let y = s.labels[self.label_pos[&label.0]];
+                for (c, o) in self.regs[out.index()].iter_mut().enumerate() {
+                    *o = if c == y { on } else { off };
+                }
+            }
+            Inst::Elem { a, index, out } => {
+                let v = self.regs[a.index()][index];
+                self.regs[out.index()] = vec![v];
+            }
+            Inst::Bcast { a, out } => {
+                let v = self.regs[a.index()][0];
+                self.regs[out.index()].iter_mut().for_each(|o| *o = v);
+            }
+            Inst::DataOuterAcc { grad, e, input } => {
+                let x = &s.xq[self.input_pos[&input.0]];
+                outer_acc(&mut self.tensors[grad.index()], plan.tensors[grad.index()].cols, &self.regs[e.index()], x);
+            }
+            Inst::OuterAcc { grad, e, v, one } => {
+                let fmt = plan.regs[v.index()].fmt;
+                let vi: Vec<i64> = self.regs[v.index()].iter().map(|&x| fmt.int_value(x)).chain(one).collect();
+                outer_acc(&mut self.tensors[grad.index()], plan.tensors[grad.index()].cols, &self.regs[e.index()], &vi);
+            }
+        }
+    }
+
+    fn exec_step(&mut self, inst: &StepInst) {
+        match *inst {
+            StepInst::SubAssign { dst, src } => self.assign(dst.index(), src.index(), u64::wrapping_sub),
+            StepInst::AddAssign { dst, src } => self.assign(dst.index(), src.index(), u64::wrapping_add),
+            StepInst::Rescale { dst, src, factor, .. } => {
+                let fmt = self.plan.tensors[src.index()].fmt;
+                let res: Vec<u64> = self.tensors[src.index()].iter().map(|&t| rescale(fmt, t, factor)).collect();
+                self.tensors[dst.index()] = res;
+            }
+            StepInst::Zero { dst } => self.tensors[dst.index()].iter_mut().for_each(|x| *x = 0),
+        }
+    }
+
+    fn assign(&mut self, dst: usize, src: usize, f: fn(u64, u64) -> u64) {
+        if dst == src {
+            self.tensors[dst].iter_mut().for_each(|x| *x = f(*x, *x));
+            return;
+        }
+        // Borrow two distinct tensors at once.
+        let (lo, hi) = self.tensors.split_at_mut(dst.max(src));
+        let (d, s) = if dst < src { (&mut lo[dst], &hi[0]) } else { (&mut hi[0], &lo[src]) };
+        for (d, &s) in d.iter_mut().zip(s.iter()) {
+            *d = f(*d, s);
+        }
+    }
+
+    fn zip(&mut self, a: RegId, b: RegId, out: RegId, f: impl Fn(u64, u64) -> u64) {
+        let res: Vec<u64> = self.regs[a.index()].iter().zip(&self.regs[b.index()]).map(|(&x, &y)| f(x, y)).collect();
+        self.regs[out.index()] = res;
+    }
+
+    fn map(&mut self, a: RegId, out: RegId, f: impl Fn(u64) -> u64) {
+        let res: Vec<u64> = self.regs[a.index()].iter().map(|&x| f(x)).collect();
+        self.regs[out.index()] = res;
+    }
+}
+
+/// `Σ_j row[j] · x[j]`, wrapping.
+fn dot(row: &[u64], x: impl Iterator<Item = i64>) -> u64 {
+    row.iter().zip(x).fold(0u64, |acc, (&w, x)| acc.wrapping_add(w.wrapping_mul(x as u64)))
+}
+
+/// `G[r][j] += e[r] · v[j]` for the `v.len()` first columns.
+fn outer_acc(g: &mut [u64], cols: usize, e: &[u64], v: &[i64]) {
+    for (r, &er) in e.iter().enumerate() {
+        let row = &mut g[r * cols..(r + 1) * cols];
+        for (gj, &vj) in row.iter_mut().zip(v) {
+            *gj = gj.wrapping_add(er.wrapping_mul(vj as u64));
+        }
+    }
+}
+
+/// `round(factor · t)` on the grid of `fmt` (what a rescale PBS computes, noise-free).
+pub fn rescale(fmt: Format, t: u64, factor: f64) -> u64 {
+    let v = fmt.int_value(t);
+    let r = (v as f64 * factor).round() as i64;
+    (r as u64).wrapping_shl(fmt.lsb.max(0) as u32)
+}

@@ -1,0 +1,315 @@
+//! Static checks of a plan for the encrypted backend, and key inference.
+//!
+//! Run once before any ciphertext work so that an unsupported instruction or an
+//! inconsistent plan is an error up front, never a panic halfway through an epoch.
+//! Key inference: every register is a vector of LWE ciphertexts under one key of the
+//! chain (see [`super::keys`]): `DataMatVec` outputs are under the data key, `Lut`
+//! outputs under the PBS key, levelled ops keep their operand's key, and a `LabelTerm`
+//! takes the key of whatever it is combined with (the client encrypts it under that key).
+
+use super::error::{invalid, TfheError};
+use super::ggsw::Direction;
+use super::keys::KeyKind;
+use super::params::ParamSet;
+use blindtuner_compiler::plan::{Inst, Layout, Plan, RegId, StepInst, TensorId};
+use blindtuner_compiler::spec::InputId;
+
+/// One data GGSW family a sample must carry: `polys` GGSWs of the input's features for
+/// tensors of `stride` rows with `per_poly` features per polynomial.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataNeed {
+    pub input: InputId,
+    pub stride: usize,
+    pub per_poly: usize,
+    pub polys: usize,
+    pub dir: Direction,
+}
+
+/// What the client must encrypt and the server may assume, derived from a plan.
+#[derive(Clone, Debug)]
+pub struct PlanInfo {
+    /// Key of every register of the sample program.
+    pub reg_keys: Vec<KeyKind>,
+    /// Data GGSW families, in first-use order.
+    pub needs: Vec<DataNeed>,
+    /// Indices in `plan.sample` of the `LabelTerm` instructions, in order.
+    pub label_terms: Vec<usize>,
+}
+
+impl PlanInfo {
+    pub fn analyse(plan: &Plan, params: &ParamSet) -> Result<PlanInfo, TfheError> {
+        let n = params.n();
+        if plan.poly_size != n {
+            return Err(invalid(format!("plan compiled for N = {}, parameter set has N = {n}", plan.poly_size)));
+        }
+        check_luts(plan, n)?;
+        check_tensors(plan, n)?;
+        let reg_keys = infer_keys(plan)?;
+        let mut info = PlanInfo { reg_keys, needs: Vec::new(), label_terms: Vec::new() };
+        let mut written = Vec::new();
+        let mut read = Vec::new();
+        for (i, inst) in plan.sample.iter().enumerate() {
+            info.check_inst(plan, i, inst)?;
+            match *inst {
+                Inst::DataMatVec { tensor, .. } => read.push(tensor),
+                Inst::DataOuterAcc { grad, .. } => written.push(grad),
+                _ => {}
+            }
+        }
+        if let Some(t) = written.iter().find(|t| read.contains(t)) {
+            // Samples of a batch run in parallel against the same tensors: a tensor both
+            // read and accumulated per sample would make the result order-dependent.
+            return Err(invalid(format!(
+                "tensor `{}` is both read and accumulated by the sample program",
+                tname(plan, *t)
+            )));
+        }
+        for s in &plan.step {
+            check_step(plan, s)?;
+        }
+        Ok(info)
+    }
+
+    /// Index into [`PlanInfo::needs`] of the GGSW family an instruction uses.
+    pub fn need_index(&self, plan: &Plan, tensor: TensorId, dir: Direction) -> Option<usize> {
+        let Layout::DataPoly { input, per_poly, polys } = plan.tensors.get(tensor.index())?.layout else {
+            return None;
+        };
+        let stride = plan.tensors[tensor.index()].rows;
+        self.needs.iter().position(|d| *d == DataNeed { input, stride, per_poly, polys, dir })
+    }
+
+    fn add_need(&mut self, need: DataNeed) {
+        if !self.needs.contains(&need) {
+            self.needs.push(need);
+        }
+    }
+
+    fn check_inst(&mut self, plan: &Plan, i: usize, inst: &Inst) -> Result<(), TfheError> {
+        let len = |r: RegId| {
+            plan.regs.get(r.index()).map(|r| r.len).ok_or_else(|| invalid(format!("register {} out of range", r.0)))
+        };
+        let key = |r: RegId| self.reg_keys[r.index()];
+        let at = || format!("sample instruction {i} ({})", inst_name(inst));
+        match *inst {
+            Inst::DataMatVec { tensor, input, out } | Inst::DataOuterAcc { grad: tensor, input, e: out } => {
+                let t = plan
+                    .tensors
+                    .get(tensor.index())
+                    .ok_or_else(|| invalid(format!("{}: no tensor {}", at(), tensor.0)))?;
+                let Layout::DataPoly { input: li, per_poly, polys } = t.layout else {
+                    return Err(invalid(format!("{}: tensor `{}` is not in the data-polynomial layout", at(), t.name)));
+                };
+                if li != input {
+                    return Err(invalid(format!("{}: tensor `{}` is laid out for another input", at(), t.name)));
+                }
+                if len(out)? != t.rows {
+                    return Err(invalid(format!(
+                        "{}: register has {} elements, tensor `{}` {} rows",
+                        at(),
+                        len(out)?,
+                        t.name,
+                        t.rows
+                    )));
+                }
+                let dir =
+                    if matches!(inst, Inst::DataMatVec { .. }) { Direction::Forward } else { Direction::Backward };
+                if dir == Direction::Backward && key(out) != KeyKind::Pbs {
+                    return Err(TfheError::Unsupported {
+                        what: at(),
+                        why: format!("the error register is under the {}; only bootstrap outputs can be packed (no key is packed under itself)", key(out)),
+                    });
+                }
+                self.add_need(DataNeed { input, stride: t.rows, per_poly, polys, dir });
+            }
+            Inst::Lut { lut, input, out } => {
+                if plan.luts.get(lut.index()).is_none() {
+                    return Err(invalid(format!("{}: no lut {}", at(), lut.0)));
+                }
+                if len(input)? != len(out)? {
+                    return Err(invalid(format!("{}: input and output lengths differ", at())));
+                }
+            }
+            Inst::Add { a, b, out } | Inst::Sub { a, b, out } => {
+                if len(a)? != len(b)? || len(a)? != len(out)? {
+                    return Err(invalid(format!("{}: operand lengths differ", at())));
+                }
+            }
+            Inst::AddConst { a, out, .. } | Inst::MulInt { a, out, .. } => {
+                if len(a)? != len(out)? {
+                    return Err(invalid(format!("{}: operand lengths differ", at())));
+                }
+            }
+            Inst::LabelTerm { label, out, .. } => {
+                let l = plan
+                    .labels
+                    .iter()
+                    .find(|l| l.id == label)
+                    .ok_or_else(|| invalid(format!("{}: unknown label", at())))?;
+                if l.classes != len(out)? {
+                    return Err(invalid(format!(
+                        "{}: label has {} classes, register {} elements",
+                        at(),
+                        l.classes,
+                        len(out)?
+                    )));
+                }
+                self.label_terms.push(i);
+            }
+            Inst::Elem { a, index, out } => {
+                if index >= len(a)? || len(out)? != 1 {
+                    return Err(invalid(format!("{}: index out of range", at())));
+                }
+            }
+            Inst::Bcast { a, .. } => {
+                if len(a)? != 1 {
+                    return Err(invalid(format!("{}: broadcast of a non-scalar", at())));
+                }
+            }
+            Inst::Mul { .. } | Inst::MatVec { .. } | Inst::MatVecT { .. } | Inst::OuterAcc { .. } => {
+                return Err(TfheError::Unsupported {
+                    what: at(),
+                    why: "products of two server ciphertexts are not implemented yet".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn tname(plan: &Plan, t: TensorId) -> &str {
+    plan.tensors.get(t.index()).map_or("?", |t| t.name.as_str())
+}
+
+pub(crate) fn inst_name(inst: &Inst) -> &'static str {
+    match inst {
+        Inst::DataMatVec { .. } => "DataMatVec",
+        Inst::MatVec { .. } => "MatVec",
+        Inst::MatVecT { .. } => "MatVecT",
+        Inst::Lut { .. } => "Lut",
+        Inst::Add { .. } => "Add",
+        Inst::Sub { .. } => "Sub",
+        Inst::AddConst { .. } => "AddConst",
+        Inst::MulInt { .. } => "MulInt",
+        Inst::Mul { .. } => "Mul",
+        Inst::LabelTerm { .. } => "LabelTerm",
+        Inst::Elem { .. } => "Elem",
+        Inst::Bcast { .. } => "Bcast",
+        Inst::DataOuterAcc { .. } => "DataOuterAcc",
+        Inst::OuterAcc { .. } => "OuterAcc",
+    }
+}
+
+fn check_luts(plan: &Plan, n: usize) -> Result<(), TfheError> {
+    for l in &plan.luts {
+        let cells = l.table.len();
+        if n.checked_rem(cells) != Some(0) {
+            return Err(invalid(format!("lut `{}`: {cells} cells do not divide N = {n}", l.name)));
+        }
+        if l.out_shift >= 64 {
+            return Err(invalid(format!("lut `{}`: output shift {} ≥ 64", l.name, l.out_shift)));
+        }
+    }
+    Ok(())
+}
+
+fn check_tensors(plan: &Plan, n: usize) -> Result<(), TfheError> {
+    for t in &plan.tensors {
+        if let Layout::DataPoly { input, per_poly, polys } = t.layout {
+            if per_poly == 0 || t.rows * per_poly > n {
+                return Err(invalid(format!(
+                    "tensor `{}`: {} rows × {per_poly} per polynomial exceed N = {n}",
+                    t.name, t.rows
+                )));
+            }
+            if per_poly * polys < t.cols {
+                return Err(invalid(format!(
+                    "tensor `{}`: {polys} polynomials of {per_poly} hold fewer than {} columns",
+                    t.name, t.cols
+                )));
+            }
+            let inp = plan.inputs.iter().find(|i| i.id == input);
+            if !matches!(inp, Some(i) if i.augmented_len() == t.cols) {
+                return Err(invalid(format!("tensor `{}`: columns do not match its input's features", t.name)));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_step(plan: &Plan, s: &StepInst) -> Result<(), TfheError> {
+    let get = |t: TensorId| plan.tensors.get(t.index()).ok_or_else(|| invalid(format!("step: no tensor {}", t.0)));
+    match *s {
+        StepInst::SubAssign { dst, src } | StepInst::AddAssign { dst, src } => {
+            let (d, s) = (get(dst)?, get(src)?);
+            if d.rows != s.rows || d.cols != s.cols || d.layout != s.layout {
+                return Err(invalid(format!("step: tensors `{}` and `{}` differ in shape or layout", d.name, s.name)));
+            }
+            Ok(())
+        }
+        StepInst::Zero { dst } => get(dst).map(|_| ()),
+        StepInst::Rescale { dst, .. } => Err(TfheError::Unsupported {
+            what: format!("step instruction Rescale of `{}`", get(dst)?.name),
+            why: "fractional rescales of a tensor (multi-digit bootstrap) are not implemented yet".into(),
+        }),
+    }
+}
+
+/// Key of every register; unresolved label terms default to the PBS key (they are
+/// meant to be combined with bootstrap outputs).
+fn infer_keys(plan: &Plan) -> Result<Vec<KeyKind>, TfheError> {
+    let mut keys: Vec<Option<KeyKind>> = vec![None; plan.regs.len()];
+    let reg = |r: RegId| {
+        if r.index() < plan.regs.len() {
+            Ok(r.index())
+        } else {
+            Err(invalid(format!("register {} out of range", r.0)))
+        }
+    };
+    // Label registers only get a key from their users: iterate to a fixpoint (the
+    // program is short; two passes suffice for straight-line code).
+    for _ in 0..plan.sample.len() + 1 {
+        let mut changed = false;
+        let mut set = |keys: &mut Vec<Option<KeyKind>>, r: usize, k: Option<KeyKind>| -> Result<(), TfheError> {
+            match (keys[r], k) {
+                (_, None) => Ok(()),
+                (None, Some(k)) => {
+                    keys[r] = Some(k);
+                    changed = true;
+                    Ok(())
+                }
+                (Some(a), Some(b)) if a == b => Ok(()),
+                (Some(a), Some(b)) => {
+                    Err(invalid(format!("register `{}` would be under two keys ({a} and {b})", plan.regs[r].name)))
+                }
+            }
+        };
+        for inst in &plan.sample {
+            match *inst {
+                Inst::DataMatVec { out, .. } => set(&mut keys, reg(out)?, Some(KeyKind::Data))?,
+                Inst::Lut { out, .. } => set(&mut keys, reg(out)?, Some(KeyKind::Pbs))?,
+                Inst::Add { a, b, out } | Inst::Sub { a, b, out } => {
+                    let (a, b, out) = (reg(a)?, reg(b)?, reg(out)?);
+                    let k = keys[a].or(keys[b]).or(keys[out]);
+                    set(&mut keys, a, k)?;
+                    set(&mut keys, b, k)?;
+                    set(&mut keys, out, k)?;
+                }
+                Inst::AddConst { a, out, .. }
+                | Inst::MulInt { a, out, .. }
+                | Inst::Elem { a, out, .. }
+                | Inst::Bcast { a, out } => {
+                    let (a, out) = (reg(a)?, reg(out)?);
+                    let k = keys[a].or(keys[out]);
+                    set(&mut keys, a, k)?;
+                    set(&mut keys, out, k)?;
+                }
+                _ => {}
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    Ok(keys.into_iter().map(|k| k.unwrap_or(KeyKind::Pbs)).collect())
+}

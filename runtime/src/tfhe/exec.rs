@@ -1,0 +1,380 @@
+//! The server: interprets a [`Plan`] on ciphertexts with [`ServerKeys`] only.
+//!
+//! Registers are vectors of LWE ciphertexts under the key [`PlanInfo`] inferred;
+//! `DataPoly` tensors are GLWEs under the data key. Samples of a batch run in parallel
+//! against the same model; their gradient contributions are added in sample order
+//! (GLWE additions are exact mod 2^64, so the result does not depend on scheduling).
+
+use super::analysis::{inst_name, PlanInfo};
+use super::cipher::{EncModel, EncSample, EncTensor, Glwe, Lwe, LweVec};
+use super::error::{bad_ct, invalid, TfheError};
+use super::ggsw::{to_fourier, Direction, FourierGgsw};
+use super::keys::{KeyKind, ServerKeys};
+use super::ops::{self, Scratch};
+use super::pack::pack_batched;
+use super::stats::{Stats, StatsSnapshot, Work};
+use blindtuner_compiler::plan::{Inst, Layout, LutId, Plan, RegId, StepInst, TensorId};
+use rayon::prelude::*;
+use std::time::Instant;
+use tfhe::core_crypto::prelude::*;
+
+/// A sample ready for the server: GGSWs decompressed and in the Fourier domain.
+pub struct PreparedSample {
+    ggsw: Vec<Vec<FourierGgsw>>,
+    labels: Vec<LweVec>,
+}
+
+/// Bootstrap inputs per `Lut` instruction (index in `plan.sample`) of one sample.
+pub type LutTrace = Vec<(usize, Vec<Lwe>)>;
+
+/// Everything one sample program produced.
+pub struct SampleRun {
+    /// Final value of every register (`None`: never written).
+    pub regs: Vec<Option<LweVec>>,
+    /// For every `Lut` instruction (index in `plan.sample`), the bootstrap inputs after
+    /// keyswitch and offset (small key): with the client key, `pbs_index` tells which
+    /// cell each bootstrap selected.
+    pub lut_inputs: LutTrace,
+    /// Gradient contributions, per accumulated tensor, not yet added to the model.
+    pub grads: Vec<(TensorId, Vec<Glwe>)>,
+}
+
+pub struct Server<'a> {
+    keys: &'a ServerKeys,
+    plan: &'a Plan,
+    info: PlanInfo,
+    accumulators: Vec<Glwe>,
+    fft: Fft,
+    stats: Stats,
+}
+
+impl<'a> Server<'a> {
+    /// Check the plan against the keys' parameters; fails on unsupported instructions.
+    pub fn new(keys: &'a ServerKeys, plan: &'a Plan) -> Result<Server<'a>, TfheError> {
+        let p = keys.params();
+        let info = PlanInfo::analyse(plan, p)?;
+        let accumulators = plan.luts.iter().map(|l| ops::accumulator(p, l)).collect();
+        Ok(Server { keys, plan, info, accumulators, fft: Fft::new(p.poly_size), stats: Stats::default() })
+    }
+
+    pub fn info(&self) -> &PlanInfo {
+        &self.info
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// Decompress and Fourier-transform a sample's GGSWs, checking its shape.
+    pub fn prepare(&self, s: &EncSample) -> Result<PreparedSample, TfheError> {
+        let p = self.keys.params();
+        if s.ggsw.len() != self.info.needs.len() || s.labels.len() != self.info.label_terms.len() {
+            return Err(bad_ct(format!(
+                "sample carries {} GGSW families and {} label terms, plan needs {} and {}",
+                s.ggsw.len(),
+                s.labels.len(),
+                self.info.needs.len(),
+                self.info.label_terms.len()
+            )));
+        }
+        let mut buf = ComputationBuffers::new();
+        let mut ggsw = Vec::with_capacity(s.ggsw.len());
+        for (family, need) in s.ggsw.iter().zip(&self.info.needs) {
+            if family.len() != need.polys {
+                return Err(bad_ct(format!("{} GGSWs where the layout has {} polynomials", family.len(), need.polys)));
+            }
+            let mut out = Vec::with_capacity(family.len());
+            for g in family {
+                let ok = g.polynomial_size() == p.poly_size
+                    && g.glwe_size() == p.glwe_size()
+                    && g.decomposition_base_log() == p.ggsw.base_log()
+                    && g.decomposition_level_count() == p.ggsw.level_count();
+                if !ok {
+                    return Err(bad_ct("a data GGSW has other parameters than the keys"));
+                }
+                let full = g.clone().decompress_into_ggsw_ciphertext();
+                out.push(to_fourier(&full, self.fft.as_view(), &mut buf));
+            }
+            ggsw.push(out);
+        }
+        for (l, &i) in s.labels.iter().zip(&self.info.label_terms) {
+            let Some(out) = self.plan.sample[i].out() else { return Err(invalid("label term without output")) };
+            let want_len = self.plan.regs[out.index()].len;
+            let want_key = self.info.reg_keys[out.index()];
+            check_lwes(l, want_key, want_len, p.big_lwe_dim().0, "label term")?;
+        }
+        Ok(PreparedSample { ggsw, labels: s.labels.clone() })
+    }
+
+    /// Run `plan.sample[..upto]` for one sample against `model` (not modified).
+    pub fn run_sample(&self, model: &EncModel, s: &PreparedSample, upto: usize) -> Result<SampleRun, TfheError> {
+        let p = self.keys.params();
+        let fft = self.fft.as_view();
+        let mut scratch = Scratch::new();
+        let mut regs: Vec<Option<LweVec>> = vec![None; self.plan.regs.len()];
+        let mut lut_inputs = Vec::new();
+        let mut grads: Vec<(TensorId, Vec<Glwe>)> = Vec::new();
+        for (i, inst) in self.plan.sample.iter().enumerate().take(upto) {
+            let get = |r: RegId| {
+                regs[r.index()].as_ref().ok_or_else(|| {
+                    invalid(format!("sample instruction {i} ({}) reads an unwritten register", inst_name(inst)))
+                })
+            };
+            let value = match *inst {
+                Inst::DataMatVec { tensor, out, .. } => {
+                    let glwes = poly_tensor(model, tensor)?;
+                    let ggsw = self.ggsw_for(s, tensor, Direction::Forward)?;
+                    let t0 = Instant::now();
+                    let mut acc = ops::zero_glwe(p);
+                    for (w, g) in glwes.iter().zip(ggsw) {
+                        ops::external_product_add(p, &mut acc, g, w, fft, &mut scratch);
+                    }
+                    let cts = ops::extract(p, &acc, self.plan.regs[out.index()].len);
+                    self.stats.record(Work::ExternalProduct, t0);
+                    Some((out, LweVec { key: KeyKind::Data, cts }))
+                }
+                Inst::Lut { lut, input, out } => {
+                    let (v, small) = self.lut_with(lut, get(input)?, &mut scratch)?;
+                    lut_inputs.push((i, small));
+                    Some((out, v))
+                }
+                Inst::Add { a, b, out } | Inst::Sub { a, b, out } => {
+                    let (a, b) = (get(a)?, get(b)?);
+                    if a.key != b.key {
+                        return Err(invalid(format!("sample instruction {i}: operands under {} and {}", a.key, b.key)));
+                    }
+                    let add = matches!(inst, Inst::Add { .. });
+                    let mut r = a.clone();
+                    for (x, y) in r.cts.iter_mut().zip(&b.cts) {
+                        if add {
+                            lwe_ciphertext_add_assign(x, y);
+                        } else {
+                            lwe_ciphertext_sub_assign(x, y);
+                        }
+                    }
+                    Some((out, r))
+                }
+                Inst::AddConst { a, c, out } => {
+                    let mut r = get(a)?.clone();
+                    r.cts.iter_mut().for_each(|x| lwe_ciphertext_plaintext_add_assign(x, Plaintext(c)));
+                    Some((out, r))
+                }
+                Inst::MulInt { a, c, out } => {
+                    let mut r = get(a)?.clone();
+                    r.cts.iter_mut().for_each(|x| lwe_ciphertext_cleartext_mul_assign(x, Cleartext(c as u64)));
+                    Some((out, r))
+                }
+                Inst::LabelTerm { out, .. } => {
+                    let slot = self.info.label_terms.iter().position(|&j| j == i);
+                    let l = slot.and_then(|k| s.labels.get(k)).ok_or_else(|| bad_ct("missing label term"))?;
+                    Some((out, l.clone()))
+                }
+                Inst::Elem { a, index, out } => {
+                    let a = get(a)?;
+                    Some((out, LweVec { key: a.key, cts: vec![a.cts[index].clone()] }))
+                }
+                Inst::Bcast { a, out } => {
+                    let a = get(a)?;
+                    let len = self.plan.regs[out.index()].len;
+                    Some((out, LweVec { key: a.key, cts: vec![a.cts[0].clone(); len] }))
+                }
+                Inst::DataOuterAcc { grad, e, .. } => {
+                    let e = get(e)?;
+                    let ggsw = self.ggsw_for(s, grad, Direction::Backward)?;
+                    let t0 = Instant::now();
+                    let mut packed = ops::zero_glwe(p);
+                    pack_batched(&self.keys.pksk, &e.cts, &mut packed);
+                    self.stats.record(Work::Pack, t0);
+                    let t0 = Instant::now();
+                    let delta: Vec<Glwe> = ggsw
+                        .iter()
+                        .map(|g| {
+                            let mut acc = ops::zero_glwe(p);
+                            ops::external_product_add(p, &mut acc, g, &packed, fft, &mut scratch);
+                            acc
+                        })
+                        .collect();
+                    self.stats.record(Work::ExternalProduct, t0);
+                    match grads.iter_mut().find(|(t, _)| *t == grad) {
+                        Some((_, acc)) => {
+                            acc.iter_mut().zip(&delta).for_each(|(a, d)| glwe_ciphertext_add_assign(a, d))
+                        }
+                        None => grads.push((grad, delta)),
+                    }
+                    None
+                }
+                Inst::Mul { .. } | Inst::MatVec { .. } | Inst::MatVecT { .. } | Inst::OuterAcc { .. } => {
+                    return Err(TfheError::Unsupported {
+                        what: format!("sample instruction {i} ({})", inst_name(inst)),
+                        why: "products of two server ciphertexts are not implemented yet".into(),
+                    });
+                }
+            };
+            if let Some((out, v)) = value {
+                regs[out.index()] = Some(v);
+            }
+        }
+        self.stats.record_sample();
+        Ok(SampleRun { regs, lut_inputs, grads })
+    }
+
+    /// Evaluate LUT `lut` on every element of `x` (keyswitch, offset, batch PBS).
+    /// Also returns the bootstrap inputs (small key), see [`SampleRun::lut_inputs`].
+    pub fn lut(&self, lut: LutId, x: &LweVec) -> Result<(LweVec, Vec<Lwe>), TfheError> {
+        self.lut_with(lut, x, &mut Scratch::new())
+    }
+
+    fn lut_with(&self, lut: LutId, x: &LweVec, scratch: &mut Scratch) -> Result<(LweVec, Vec<Lwe>), TfheError> {
+        let p = self.keys.params();
+        let def = self.plan.luts.get(lut.index()).ok_or_else(|| invalid(format!("no lut {}", lut.0)))?;
+        let ksk = self.keys.ksk_from(x.key).ok_or_else(|| invalid("LUT input already under the small key"))?;
+        check_lwes(x, x.key, x.cts.len(), p.big_lwe_dim().0, "LUT input")?;
+        let t0 = Instant::now();
+        let small = ops::keyswitch_offset(ksk, &x.cts, def.offset);
+        self.stats.record(Work::Keyswitch, t0);
+        let t0 = Instant::now();
+        let cts =
+            ops::batch_pbs(p, &self.keys.bsk, &self.accumulators[lut.index()], &small, self.fft.as_view(), scratch);
+        self.stats.record_pbs(small.len(), t0);
+        Ok((LweVec { key: KeyKind::Pbs, cts }, small))
+    }
+
+    /// Inference: the logits of one sample (`plan.sample[..forward_len]`).
+    pub fn forward(&self, model: &EncModel, s: &EncSample) -> Result<LweVec, TfheError> {
+        self.check_model(model)?;
+        let prepared = self.prepare(s)?;
+        let mut run = self.run_sample(model, &prepared, self.plan.forward_len)?;
+        run.regs
+            .get_mut(self.plan.logits.index())
+            .and_then(Option::take)
+            .ok_or_else(|| invalid("the forward program does not write the logits register"))
+    }
+
+    /// Inference on many samples in parallel; logits in sample order.
+    pub fn forward_batch(&self, model: &EncModel, samples: &[EncSample]) -> Result<Vec<LweVec>, TfheError> {
+        samples.par_iter().map(|s| self.forward(model, s)).collect()
+    }
+
+    /// Run the sample program of every sample of `batch` (in parallel) and add their
+    /// gradient contributions to the model's accumulators, in sample order. Returns the
+    /// bootstrap inputs of every sample (see [`SampleRun::lut_inputs`]).
+    pub fn accumulate(&self, model: &mut EncModel, batch: &[EncSample]) -> Result<Vec<LutTrace>, TfheError> {
+        self.check_model(model)?;
+        let model_ref: &EncModel = model;
+        let runs: Vec<Result<SampleRun, TfheError>> = batch
+            .par_iter()
+            .map(|s| self.prepare(s).and_then(|ps| self.run_sample(model_ref, &ps, self.plan.sample.len())))
+            .collect();
+        let runs: Vec<SampleRun> = runs.into_iter().collect::<Result<_, _>>()?;
+        let mut traces = Vec::with_capacity(runs.len());
+        for run in runs {
+            traces.push(run.lut_inputs);
+            for (t, delta) in run.grads {
+                let EncTensor::Poly(acc) = &mut model.tensors[t.index()] else {
+                    return Err(bad_ct("gradient tensor is not polynomial"));
+                };
+                acc.iter_mut().zip(&delta).for_each(|(a, d)| glwe_ciphertext_add_assign(a, d));
+            }
+        }
+        Ok(traces)
+    }
+
+    /// The per-step program (optimizer update, accumulator reset).
+    pub fn step(&self, model: &mut EncModel) -> Result<(), TfheError> {
+        self.check_model(model)?;
+        for s in &self.plan.step {
+            match *s {
+                StepInst::SubAssign { dst, src } | StepInst::AddAssign { dst, src } => {
+                    let sub = matches!(s, StepInst::SubAssign { .. });
+                    let src = model.tensors[src.index()].clone();
+                    match (&mut model.tensors[dst.index()], &src) {
+                        (EncTensor::Poly(d), EncTensor::Poly(s)) => d.iter_mut().zip(s).for_each(|(d, s)| {
+                            if sub {
+                                glwe_ciphertext_sub_assign(d, s)
+                            } else {
+                                glwe_ciphertext_add_assign(d, s)
+                            }
+                        }),
+                        (EncTensor::Lwe(d), EncTensor::Lwe(s)) if d.key == s.key => {
+                            d.cts.iter_mut().zip(&s.cts).for_each(|(d, s)| {
+                                if sub {
+                                    lwe_ciphertext_sub_assign(d, s)
+                                } else {
+                                    lwe_ciphertext_add_assign(d, s)
+                                }
+                            })
+                        }
+                        _ => return Err(bad_ct("step operands differ in layout or key")),
+                    }
+                }
+                StepInst::Zero { dst } => match &mut model.tensors[dst.index()] {
+                    // All-zero mask and body: a trivial encryption of 0.
+                    EncTensor::Poly(d) => d.iter_mut().for_each(|g| g.as_mut().fill(0)),
+                    EncTensor::Lwe(d) => d.cts.iter_mut().for_each(|c| c.as_mut().fill(0)),
+                },
+                StepInst::Rescale { .. } => {
+                    return Err(TfheError::Unsupported {
+                        what: "step instruction Rescale".into(),
+                        why: "fractional rescales of a tensor are not implemented yet".into(),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One training step: accumulate the batch, then run the step program.
+    pub fn train_batch(&self, model: &mut EncModel, batch: &[EncSample]) -> Result<Vec<LutTrace>, TfheError> {
+        let traces = self.accumulate(model, batch)?;
+        self.step(model)?;
+        Ok(traces)
+    }
+
+    fn ggsw_for<'s>(
+        &self,
+        s: &'s PreparedSample,
+        tensor: TensorId,
+        dir: Direction,
+    ) -> Result<&'s [FourierGgsw], TfheError> {
+        let k = self.info.need_index(self.plan, tensor, dir).ok_or_else(|| invalid("no data GGSW for this tensor"))?;
+        s.ggsw.get(k).map(Vec::as_slice).ok_or_else(|| bad_ct("sample lacks a data GGSW"))
+    }
+
+    /// The model must have the plan's tensors with the parameters' dimensions.
+    pub fn check_model(&self, model: &EncModel) -> Result<(), TfheError> {
+        let p = self.keys.params();
+        if model.tensors.len() != self.plan.tensors.len() {
+            return Err(bad_ct(format!("model has {} tensors, plan {}", model.tensors.len(), self.plan.tensors.len())));
+        }
+        for (t, enc) in self.plan.tensors.iter().zip(&model.tensors) {
+            let ok = match (t.layout, enc) {
+                (Layout::DataPoly { polys, .. }, EncTensor::Poly(g)) => {
+                    g.len() == polys
+                        && g.iter().all(|g| g.polynomial_size() == p.poly_size && g.glwe_size() == p.glwe_size())
+                }
+                (Layout::Lwe, EncTensor::Lwe(v)) => {
+                    check_lwes(v, v.key, t.rows * t.cols, p.big_lwe_dim().0, "").is_ok()
+                }
+                _ => false,
+            };
+            if !ok {
+                return Err(bad_ct(format!("model tensor `{}` does not match the plan", t.name)));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn poly_tensor(model: &EncModel, t: TensorId) -> Result<&[Glwe], TfheError> {
+    match model.tensors.get(t.index()) {
+        Some(EncTensor::Poly(g)) => Ok(g),
+        _ => Err(bad_ct(format!("model tensor {} is not polynomial", t.0))),
+    }
+}
+
+fn check_lwes(v: &LweVec, key: KeyKind, len: usize, dim: usize, what: &str) -> Result<(), TfheError> {
+    if v.key != key || v.cts.len() != len || v.cts.iter().any(|c| c.lwe_size().to_lwe_dimension().0 != dim) {
+        return Err(bad_ct(format!("{what}: expected {len} LWEs under the {key}")));
+    }
+    Ok(())
+}

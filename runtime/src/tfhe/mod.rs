@@ -1,0 +1,34 @@
+//! The encrypted backend: executes a [`Plan`](blindtuner_compiler::plan::Plan) on
+//! tfhe-rs ciphertexts.
+//!
+//! * [`params`] — parameter sets (128-bit, only decompositions changed from tfhe's 2_2);
+//! * [`keys`] — [`ClientKey`] (secret) and [`ServerKeys`] (public), distinct types;
+//! * [`ggsw`] — polynomial GGSW encryption of the client's data;
+//! * [`client`] — sample/model encryption and decryption (client side);
+//! * [`analysis`] — plan checks and key inference; [`exec`] — the server interpreter;
+//! * [`pack`], [`keyswitch`] — batched keyswitches (vectorised, bit-identical to tfhe); [`files`] — versioned files.
+
+pub mod analysis;
+pub mod cipher;
+pub mod client;
+pub mod error;
+pub mod exec;
+pub mod files;
+pub mod ggsw;
+mod kernel;
+pub mod keys;
+pub mod keyswitch;
+mod ops;
+pub mod pack;
+pub mod params;
+pub mod rng;
+pub mod stats;
+
+pub use analysis::PlanInfo;
+pub use cipher::{EncDataset, EncModel, EncSample, EncTensor, LweVec};
+pub use error::TfheError;
+pub use exec::{LutTrace, PreparedSample, SampleRun, Server};
+pub use keys::{keygen, ClientKey, Fingerprint, KeyKind, ServerKeys};
+pub use params::{BskChoice, ParamSet, ParamSetId};
+pub use rng::CryptoRng;
+pub use stats::StatsSnapshot;

@@ -1,0 +1,148 @@
+//! Command-line interface definition (clap). Parsing only; the commands live in `cmd/`.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "blindtuner",
+    version,
+    about = "Compile and train classification heads on TFHE-encrypted data",
+    long_about = "blindtuner compiles a model spec (.bt) into a training plan — forward, loss gradient, \
+backward and optimizer update in fixed-point torus arithmetic — and runs it in the clear \
+(bit-exact with the encrypted arithmetic) or on tfhe-rs ciphertexts.\n\n\
+Typical flow:\n  blindtuner check models/mnist_vit_sigmoid.bt\n  \
+blindtuner report models/mnist_vit_sigmoid.bt\n  \
+blindtuner run models/mnist_vit_sigmoid.bt --data data/mnist-vit --backend clear\n\n\
+Exit codes: 0 success, 1 user error (diagnostics, bad data, bad file), 2 usage error."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Colour diagnostics: auto (when stderr is a terminal), always, never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check a spec: exit 0 if valid, else print diagnostics and exit 1.
+    Check(SpecArgs),
+    /// Compile a spec and print an intermediate form.
+    Compile(CompileArgs),
+    /// Per-node and total cost report: formats, lowering, PBS count and depth.
+    Report(ReportArgs),
+    /// Train a spec on `PREFIX.train.csv` and evaluate on `PREFIX.test.csv`.
+    Run(RunArgs),
+    /// Print the observed per-feature ranges of a CSV dataset (for the `in [lo, hi]` of an input).
+    CalibrateRanges(CalibrateArgs),
+    /// List the compiler passes in pipeline order (names accepted by --stop-after).
+    Passes,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SpecArgs {
+    /// The model spec (.bt).
+    pub file: PathBuf,
+    /// Override a named dimension of the spec, e.g. `--set d=16` (repeatable).
+    #[arg(long = "set", value_name = "DIM=VALUE", value_parser = parse_set)]
+    pub set: Vec<(String, usize)>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Emit {
+    /// The parsed syntax tree (JSON).
+    Ast,
+    /// The IR graph in text form.
+    Graph,
+    /// The lowered plan (JSON).
+    Plan,
+    /// The IR graph as graphviz dot.
+    Dot,
+}
+
+#[derive(Args, Debug)]
+pub struct CompileArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// What to print.
+    #[arg(long, value_enum, default_value_t = Emit::Plan)]
+    pub emit: Emit,
+    /// Stop the pass pipeline after this pass (see `blindtuner passes`).
+    #[arg(long, value_name = "PASS")]
+    pub stop_after: Option<String>,
+    /// Write to this file instead of stdout.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// Bit-exact fixed-point execution of the plan, no encryption.
+    Clear,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Dataset prefix: reads PREFIX.train.csv and PREFIX.test.csv.
+    #[arg(long, value_name = "PREFIX")]
+    pub data: PathBuf,
+    #[arg(long, value_enum, default_value_t = Backend::Clear)]
+    pub backend: Backend,
+    /// Override the number of epochs of the spec.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Train on the first N training samples only.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Replace the declared input ranges by the ranges observed on the training split.
+    #[arg(long)]
+    pub fit_ranges: bool,
+    /// Print one JSON object on stdout (logs go to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Also print the cost report of the plan after the training summary.
+    #[arg(long, conflicts_with = "json")]
+    pub report: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CalibrateArgs {
+    /// A CSV file (`label,f0,...`).
+    pub data: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_set(s: &str) -> Result<(String, usize), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("expected DIM=VALUE, got `{s}`"))?;
+    let v: usize = v.trim().parse().map_err(|_| format!("`{v}` is not a non-negative integer"))?;
+    if k.trim().is_empty() {
+        return Err("empty dimension name".into());
+    }
+    Ok((k.trim().to_string(), v))
+}

@@ -1,0 +1,104 @@
+//! Subcommands. Each module is one command; shared loading lives here.
+
+mod calibrate;
+mod check;
+mod compile;
+mod report;
+mod run;
+
+use crate::cli::{ColorChoice, Command, SpecArgs};
+use crate::error::CliError;
+use blindtuner_compiler::diag::{self, Diagnostic};
+use blindtuner_compiler::spec::Spec;
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::Path;
+
+pub fn dispatch(cmd: Command) -> Result<(), CliError> {
+    match cmd {
+        Command::Check(a) => check::run(&a),
+        Command::Compile(a) => compile::run(&a),
+        Command::Report(a) => report::run(&a),
+        Command::Run(a) => run::run(&a),
+        Command::CalibrateRanges(a) => calibrate::run(&a),
+        Command::Passes => {
+            for p in blindtuner_compiler::pipeline::passes() {
+                println!("{:<10} {}", p.name, p.about);
+            }
+            Ok(())
+        }
+    }
+}
+
+pub fn use_color(c: ColorChoice) -> bool {
+    match c {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    }
+}
+
+/// A spec file read from disk, with its display name.
+pub struct Source {
+    pub name: String,
+    pub text: String,
+}
+
+impl Source {
+    pub fn read(path: &Path) -> Result<Source, CliError> {
+        let bytes =
+            std::fs::read(path).map_err(|e| CliError::user(format!("cannot read `{}`: {e}", path.display())))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            CliError::user(format!("`{}` is not UTF-8 text (byte {})", path.display(), e.utf8_error().valid_up_to()))
+        })?;
+        Ok(Source { name: path.display().to_string(), text })
+    }
+
+    pub fn diagnostics(&self, diags: Vec<Diagnostic>) -> CliError {
+        CliError::Diagnostics { file: self.name.clone(), source: self.text.clone(), diags }
+    }
+
+    /// Print warnings (no errors) to stderr.
+    pub fn warn(&self, diags: &[Diagnostic]) {
+        if !diags.is_empty() {
+            eprint!("{}", diag::render(&self.name, &self.text, diags, use_color(ColorChoice::Auto)));
+        }
+    }
+}
+
+pub fn overrides(set: &[(String, usize)]) -> BTreeMap<String, usize> {
+    set.iter().cloned().collect()
+}
+
+/// Read and check a spec; warnings are printed, errors returned.
+pub fn load_spec(args: &SpecArgs, extra: &BTreeMap<String, usize>) -> Result<(Source, Spec), CliError> {
+    let src = Source::read(&args.file)?;
+    let mut ov = overrides(&args.set);
+    for (k, v) in extra {
+        ov.entry(k.clone()).or_insert(*v);
+    }
+    let (spec, diags) = blindtuner_compiler::check::check_source(&src.text, &ov);
+    match spec {
+        Some(spec) if !diag::has_errors(&diags) => {
+            src.warn(&diags);
+            Ok((src, spec))
+        }
+        _ => Err(src.diagnostics(diags)),
+    }
+}
+
+/// Write `text` to `out` (or stdout), atomically for files.
+pub fn write_output(out: Option<&Path>, text: &str) -> Result<(), CliError> {
+    match out {
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+        Some(p) => {
+            let tmp = p.with_extension("tmp~");
+            std::fs::write(&tmp, text)
+                .and_then(|_| std::fs::rename(&tmp, p))
+                .map_err(|e| CliError::user(format!("cannot write `{}`: {e}", p.display())))
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! `blindtuner run FILE --data PREFIX`: compile, train, evaluate, summarise.
+
+use super::{load_spec, report as report_cmd, Source};
+use crate::cli::{Backend, RunArgs};
+use crate::error::CliError;
+use blindtuner_compiler::datadims::data_dims;
+use blindtuner_compiler::pipeline;
+use blindtuner_compiler::plan::Plan;
+use blindtuner_compiler::spec::Spec;
+use blindtuner_runtime::data::{load_csv, Dataset, Expect};
+use blindtuner_runtime::train::{train, TrainOptions, TrainReport};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub fn run(args: &RunArgs) -> Result<(), CliError> {
+    let (train_path, test_path) = split_paths(&args.data);
+    // First read without expectations to learn d and k from the data; the spec's
+    // named dims follow the data unless the user pinned them with --set.
+    let raw_train = load(&train_path, Expect::default())?;
+    let raw_test = load(&test_path, Expect::default())?;
+    let src = Source::read(&args.spec.file)?;
+    let dd = data_dims(&blindtuner_grammar::parse(&src.text).0);
+    let mut from_data = BTreeMap::new();
+    if let Some(d) = dd.features {
+        from_data.insert(d, raw_train.d);
+    }
+    if let Some(k) = dd.classes {
+        let max = raw_train.y.iter().chain(&raw_test.y).copied().max().unwrap_or(0);
+        from_data.insert(k, max + 1);
+    }
+    let (src, mut spec) = load_spec(&args.spec, &from_data)?;
+    let expect = expect_of(&spec);
+    let mut train_ds = load(&train_path, expect)?;
+    let test_ds = load(&test_path, expect)?;
+    if let Some(n) = args.limit {
+        train_ds.x.truncate(n);
+        train_ds.y.truncate(n);
+    }
+    if args.fit_ranges {
+        fit_ranges(&mut spec, &train_ds);
+    }
+    let loss = spec_loss(&spec);
+    let ctx = pipeline::run(spec, None).map_err(|d| src.diagnostics(d))?;
+    src.warn(&ctx.notes);
+    let plan = ctx.plan.as_ref().ok_or_else(|| CliError::user("internal: the pipeline produced no plan"))?;
+    match args.backend {
+        Backend::Clear => {}
+    }
+    if !args.json {
+        eprintln!(
+            "training `{}` on {} ({} samples, d = {}, k = {}) with the clear backend ...",
+            plan.model,
+            train_path.display(),
+            train_ds.len(),
+            train_ds.d,
+            plan.labels.first().map_or(0, |l| l.classes)
+        );
+    }
+    let opts = TrainOptions { loss, epochs: args.epochs };
+    let rep = train(plan, &train_ds, Some(&test_ds), &opts);
+    warn_violations(plan, &rep);
+    if args.json {
+        println!("{}", summary_json(plan, &rep, &args.data));
+    } else {
+        print!("{}", summary_text(plan, &rep));
+        if args.report {
+            println!();
+            print!("{}", report_cmd::text_of(plan, &src.text));
+        }
+    }
+    Ok(())
+}
+
+fn split_paths(prefix: &Path) -> (PathBuf, PathBuf) {
+    let p = prefix.display().to_string();
+    (PathBuf::from(format!("{p}.train.csv")), PathBuf::from(format!("{p}.test.csv")))
+}
+
+fn load(path: &Path, expect: Expect) -> Result<Dataset, CliError> {
+    load_csv(path, expect).map_err(|e| CliError::user(e.to_string()))
+}
+
+fn expect_of(spec: &Spec) -> Expect {
+    Expect {
+        features: spec.inputs.first().and_then(|i| i.shape.last().copied()),
+        classes: spec.labels.first().map(|l| l.classes),
+    }
+}
+
+/// Replace the declared input ranges by the observed range of the training split.
+fn fit_ranges(spec: &mut Spec, data: &Dataset) {
+    if let (Some(input), Some((lo, hi))) = (spec.inputs.first_mut(), data.overall_range()) {
+        eprintln!(
+            "--fit-ranges: input `{}` range [{}, {}] replaced by the observed [{lo}, {hi}]",
+            input.name, input.range.0, input.range.1
+        );
+        input.range = (lo, hi);
+    }
+}
+
+fn spec_loss(spec: &Spec) -> Option<blindtuner_compiler::spec::LossKind> {
+    use blindtuner_compiler::spec::TExprKind;
+    match &spec.lets.get(spec.loss.index())?.value.kind {
+        TExprKind::Loss(kind, _, _) => Some(*kind),
+        _ => None,
+    }
+}
+
+fn warn_violations(plan: &Plan, rep: &TrainReport) {
+    for (input, per_feature) in plan.inputs.iter().zip(&rep.clamped) {
+        let total: u64 = per_feature.iter().sum();
+        if total == 0 {
+            continue;
+        }
+        let mut worst: Vec<(usize, u64)> = per_feature.iter().copied().enumerate().filter(|&(_, c)| c > 0).collect();
+        worst.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let list: Vec<String> = worst.iter().take(12).map(|(f, c)| format!("f{f}: {c}")).collect();
+        let more = if worst.len() > 12 { format!(", ... ({} features in all)", worst.len()) } else { String::new() };
+        eprintln!(
+            "warning: {total} training values clamped to the declared range [{}, {}] of input `{}` ({}{more})",
+            input.range.0,
+            input.range.1,
+            input.name,
+            list.join(", ")
+        );
+        eprintln!("  hint: `blindtuner calibrate-ranges` prints the observed ranges; `run --fit-ranges` uses them");
+    }
+    for l in &rep.luts {
+        if l.saturated > 0 || l.wrapped > 0 {
+            eprintln!(
+                "warning: lookup table `{}`: {} of {} inputs outside the assumed range (saturated), {} wrapped",
+                l.lut, l.saturated, l.evals, l.wrapped
+            );
+        }
+    }
+}
+
+fn summary_json(plan: &Plan, rep: &TrainReport, data: &Path) -> String {
+    let c = blindtuner_compiler::lower::cost::costs(plan);
+    let clamped: u64 = rep.clamped.iter().flatten().sum();
+    let v = json!({
+        "model": plan.model,
+        "data": data.display().to_string(),
+        "backend": "clear",
+        "dims": plan.dims,
+        "test_accuracy": rep.test_accuracy,
+        "train_accuracy": rep.train_accuracy,
+        "train_seconds": rep.train_seconds,
+        "epochs": rep.epochs,
+        "steps": rep.steps,
+        "samples": rep.samples,
+        "pbs_count": rep.pbs_count,
+        "pbs_per_sample": c.pbs_per_sample,
+        "external_products": rep.external_products,
+        "clamped_values": clamped,
+        "lut_saturated": rep.luts.iter().map(|l| l.saturated).sum::<u64>(),
+        "lut_wrapped": rep.luts.iter().map(|l| l.wrapped).sum::<u64>(),
+        "loss_per_epoch": rep.loss_per_epoch,
+    });
+    v.to_string()
+}
+
+fn summary_text(plan: &Plan, rep: &TrainReport) -> String {
+    let mut s = String::new();
+    let pct = |x: f64| format!("{:.2} %", 100.0 * x);
+    s += &format!("model            {}\n", plan.model);
+    s += "backend          clear (bit-exact fixed point)\n";
+    if let Some(t) = rep.test_accuracy {
+        s += &format!("test accuracy    {}\n", pct(t));
+    }
+    s += &format!("train accuracy   {}\n", pct(rep.train_accuracy));
+    s += &format!("epochs / steps   {} / {} ({} samples)\n", rep.epochs, rep.steps, rep.samples);
+    s += &format!("train time       {:.3} s\n", rep.train_seconds);
+    s += &format!("PBS (encrypted)  {} ({} per sample)\n", rep.pbs_count, rep.pbs_count / rep.samples.max(1) as u64);
+    if !rep.loss_per_epoch.is_empty() {
+        let l: Vec<String> = rep.loss_per_epoch.iter().map(|x| format!("{x:.4}")).collect();
+        s += &format!("loss per epoch   {}\n", l.join(" "));
+    }
+    s
+}

@@ -1,0 +1,211 @@
+//! End-to-end tests of the `blindtuner` binary: exit codes, output contracts,
+//! data errors. Everything runs on the bundled models and data.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn bt(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_blindtuner"))
+        .args(args)
+        .current_dir(root())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run blindtuner")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn models() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(root().join("models"))
+        .expect("models dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "bt"))
+        .map(|p| format!("models/{}", p.file_name().unwrap_or_default().to_string_lossy()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// A scratch directory unique to this test.
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("blindtuner-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("scratch dir");
+    d
+}
+
+#[test]
+fn every_model_checks() {
+    let ms = models();
+    assert!(ms.len() >= 5, "models/: {ms:?}");
+    for m in ms {
+        let o = bt(&["check", &m]);
+        assert_eq!(o.status.code(), Some(0), "{m}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn empty_and_comment_only_files_are_errors() {
+    let d = scratch("empty");
+    for (name, text) in [("empty.bt", ""), ("comments.bt", "# nothing here\n# at all\n")] {
+        let p = d.join(name);
+        std::fs::write(&p, text).expect("write");
+        let o = bt(&["check", p.to_str().expect("utf8 path")]);
+        assert_eq!(o.status.code(), Some(1), "{name}");
+        assert!(stderr(&o).contains("no model"), "{name}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn diagnostics_have_caret_and_exit_1() {
+    let d = scratch("diag");
+    let p = d.join("bad.bt");
+    std::fs::write(&p, "model m {\n  input x : fixed[4] in [0, 1]\n  label y : onehot[3]\n  param W : fixed[3, 5] = zeros\n  z = W @ x\n  loss = softmax_cross_entropy(z, y)\n}\n")
+        .expect("write");
+    let o = bt(&["check", p.to_str().expect("utf8 path")]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("error"), "{e}");
+    assert!(e.contains("^"), "caret under the span: {e}");
+    assert!(e.contains("bad.bt:5"), "file:line: {e}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(bt(&["frobnicate"]).status.code(), Some(2));
+    assert_eq!(bt(&["check"]).status.code(), Some(2));
+    assert_eq!(bt(&["compile", "models/mnist_vit_sigmoid.bt", "--emit", "nonsense"]).status.code(), Some(2));
+    assert_eq!(bt(&["check", "models/mnist_vit_sigmoid.bt", "--set", "d"]).status.code(), Some(2));
+}
+
+#[test]
+fn missing_file_is_a_user_error() {
+    let o = bt(&["check", "models/does-not-exist.bt"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("does-not-exist.bt"));
+}
+
+#[test]
+fn compile_emits_every_form() {
+    for emit in ["ast", "graph", "plan", "dot"] {
+        let o = bt(&["compile", "models/mnist_vit_mlp.bt", "--emit", emit]);
+        assert_eq!(o.status.code(), Some(0), "{emit}: {}", stderr(&o));
+        assert!(!stdout(&o).trim().is_empty(), "{emit}");
+    }
+    let o = bt(&["compile", "models/mnist_vit_softmax.bt", "--emit", "plan"]);
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("plan is JSON");
+    assert!(plan.get("sample").is_some());
+}
+
+#[test]
+fn stop_after_every_pass_and_unknown_pass() {
+    let passes = stdout(&bt(&["passes"]));
+    let names: Vec<&str> = passes.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    assert!(names.len() >= 4, "{passes}");
+    for p in &names {
+        let o = bt(&["compile", "models/mnist_vit_sigmoid.bt", "--emit", "graph", "--stop-after", p]);
+        // Stopping before a graph exists is a clean user error, never a crash.
+        assert!(matches!(o.status.code(), Some(0) | Some(1)), "{p}: {}", stderr(&o));
+    }
+    let o = bt(&["compile", "models/mnist_vit_sigmoid.bt", "--stop-after", "no-such-pass"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no-such-pass"));
+}
+
+#[test]
+fn report_json_has_totals_and_nodes() {
+    for m in models() {
+        let o = bt(&["report", &m, "--format", "json"]);
+        assert_eq!(o.status.code(), Some(0), "{m}: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("one JSON object");
+        for key in ["pbs_per_sample", "pbs_per_step", "external_products_per_step", "pbs_depth"] {
+            assert!(v.get(key).and_then(|x| x.as_f64()).is_some(), "{m}: missing {key}");
+        }
+        assert!(v["nodes"].as_array().is_some_and(|a| !a.is_empty()), "{m}: nodes");
+    }
+}
+
+#[test]
+fn sigmoid_head_pbs_per_sample_is_k_and_independent_of_d() {
+    let pbs = |set: &str| {
+        let o = bt(&["report", "models/mnist_vit_sigmoid.bt", "--format", "json", "--set", set]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+        v["pbs_per_sample"].as_f64().expect("pbs_per_sample")
+    };
+    assert_eq!(pbs("d=16"), 5.0);
+    assert_eq!(pbs("d=64"), 5.0);
+    assert_eq!(pbs("d=768"), 5.0);
+}
+
+fn write_csv(dir: &Path, prefix: &str, train: &str, test: &str) -> String {
+    std::fs::write(dir.join(format!("{prefix}.train.csv")), train).expect("write");
+    std::fs::write(dir.join(format!("{prefix}.test.csv")), test).expect("write");
+    dir.join(prefix).to_str().expect("utf8").to_string()
+}
+
+#[test]
+fn run_json_is_one_object_with_the_contract_keys() {
+    let o = bt(&[
+        "run",
+        "models/mnist_vit_sigmoid.bt",
+        "--data",
+        "data/mnist-vit16",
+        "--limit",
+        "200",
+        "--epochs",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("exactly one JSON object on stdout");
+    for key in ["test_accuracy", "train_seconds", "steps", "pbs_count"] {
+        assert!(v.get(key).is_some(), "missing {key}: {out}");
+    }
+    assert_eq!(v["steps"].as_u64(), Some(25), "200 samples / batch 8");
+    assert_eq!(v["pbs_count"].as_u64(), Some(200 * 5), "k PBS per sample");
+}
+
+#[test]
+fn bad_csv_names_file_and_line() {
+    let d = scratch("csv");
+    let header = "label,f0,f1\n";
+    let cases = [
+        ("ragged", format!("{header}0,1,2\n1,2\n"), ".train.csv:3"),
+        ("nonnumber", format!("{header}0,1,2\n1,abc,2\n"), ".train.csv:3"),
+        ("label", format!("{header}0,1,2\n7,1,2\n"), ".train.csv:3"),
+    ];
+    for (name, train, want) in cases {
+        let prefix = write_csv(&d, name, &train, &format!("{header}0,1,2\n"));
+        let o = bt(&["run", "models/mnist_vit_sigmoid.bt", "--data", &prefix, "--set", "k=2"]);
+        assert_eq!(o.status.code(), Some(1), "{name}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert!(e.contains(&format!("{name}.train.csv")) && e.contains(want), "{name}: {e}");
+    }
+}
+
+#[test]
+fn out_of_range_inputs_are_clamped_and_reported() {
+    let d = scratch("clamp");
+    let mut train = String::from("label,f0,f1\n");
+    for i in 0..16 {
+        train.push_str(&format!("{},{},0.5\n", i % 2, if i % 4 == 0 { 100.0 } else { 0.5 }));
+    }
+    let prefix = write_csv(&d, "clamp", &train, "label,f0,f1\n0,0.5,0.5\n1,-0.5,0.5\n");
+    let o = bt(&["run", "models/mnist_vit_sigmoid.bt", "--data", &prefix, "--epochs", "1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("clamp"), "a warning about clamped values: {e}");
+    assert!(e.contains("f0"), "names the feature: {e}");
+}
