@@ -1,6 +1,6 @@
 //! The blindtuner compiler core. Pure: no tfhe, no I/O.
-pub mod datadims;
 pub mod check;
+pub mod datadims;
 pub mod diag;
 pub mod ir;
 pub mod lower;

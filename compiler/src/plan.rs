@@ -293,11 +293,15 @@ pub enum Inst {
         out: RegId,
     },
     /// Client-encrypted constant per class: `out[c] = on` if the label is `c`, else `off`.
+    /// With `lr_scaled`, both are shifted right by the epoch's `lr_shift` (the client
+    /// encrypts them at the largest shift; the server multiplies by `2^(max − shift)`).
     LabelTerm {
         label: LabelId,
         on: u64,
         off: u64,
         out: RegId,
+        #[serde(default)]
+        lr_scaled: bool,
     },
     /// `out[0] = a[index]`.
     Elem {
@@ -401,6 +405,10 @@ pub struct Lut {
     pub assumed: (f64, f64),
     /// Inputs outside this range wrap around the torus (garbage, counted).
     pub window: (f64, f64),
+    /// The output carries the learning rate: in an epoch with `lr_shift = j` it is
+    /// shifted right by `j` (an accumulator built with `out_shift − j`).
+    #[serde(default)]
+    pub lr_scaled: bool,
 }
 
 impl Lut {
@@ -426,6 +434,16 @@ impl Lut {
         };
         ((v as u64).wrapping_shl(self.out_shift), cell)
     }
+
+    /// [`Lut::eval`] in an epoch with learning-rate shift `lr_shift`.
+    pub fn eval_at(&self, t: u64, n: usize, lr_shift: u32) -> (u64, usize) {
+        let (v, cell) = self.eval(t, n);
+        if self.lr_scaled {
+            (torus_shift(v, lr_shift), cell)
+        } else {
+            (v, cell)
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -435,6 +453,43 @@ pub struct PlanTrain {
     pub seed: u64,
     pub lr: f64,
     pub optimizer: String,
+    /// Step decay: in epoch `e` the learning rate is `lr · 2^-lr_shift(e)`.
+    #[serde(default)]
+    pub schedule: Option<PlanSchedule>,
+}
+
+impl PlanTrain {
+    /// Right shift applied in epoch `epoch` to every learning-rate-scaled value
+    /// (`Lut::lr_scaled` outputs and `LabelTerm { lr_scaled }` constants).
+    pub fn lr_shift(&self, epoch: usize) -> u32 {
+        self.schedule.map_or(0, |s| s.shift_at(epoch))
+    }
+    /// The largest shift of the run.
+    pub fn max_lr_shift(&self) -> u32 {
+        self.lr_shift(self.epochs.saturating_sub(1))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanSchedule {
+    pub every: usize,
+    pub shift: u32,
+}
+
+impl PlanSchedule {
+    pub fn shift_at(&self, epoch: usize) -> u32 {
+        ((epoch / self.every.max(1)) as u32).saturating_mul(self.shift).min(MAX_LR_SHIFT)
+    }
+}
+
+/// Largest learning-rate shift: lr-scaled values sit at 2^40 and above on the
+/// torus, so a shift up to here stays exact.
+pub const MAX_LR_SHIFT: u32 = 24;
+
+/// Arithmetic right shift of a torus value (exact when the low bits are zero, which
+/// the compiler guarantees for lr-scaled values).
+pub fn torus_shift(t: u64, shift: u32) -> u64 {
+    ((t as i64) >> shift.min(63)) as u64
 }
 
 /// A range the compiler assumes rather than proves; the clear backend counts

@@ -289,6 +289,8 @@ pub struct TrainCfg {
     /// Global failure budget (probability that any PBS of the run lands "far").
     pub p_fail: f64,
     pub seed: u64,
+    /// Step decay of the learning rate, if any.
+    pub schedule: Option<LrSchedule>,
     /// Span of the `train` block (or of the model when there is none).
     pub span: Span,
 }
@@ -302,9 +304,21 @@ impl TrainCfg {
             precision: Precision::Auto,
             p_fail: 2f64.powi(-40),
             seed: 0,
+            schedule: None,
             span,
         }
     }
+}
+
+/// `schedule = step(every = 10, factor = 0.5)`: the learning rate is multiplied by
+/// `factor = 2^-shift` every `every` epochs. Only power-of-two factors: the rate is
+/// folded into lookup tables and client label terms, where a power of two is an exact
+/// shift of the torus value (no extra bootstrap, no rounding).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct LrSchedule {
+    pub every: usize,
+    pub shift: u32,
+    pub span: Span,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]

@@ -171,3 +171,24 @@ train m {
     assert_eq!(codes.iter().filter(|c| **c == codes::UNDEFINED).count(), 1, "{codes:?}");
     insta::assert_snapshot!(render("several.bt", src, &diags, false));
 }
+
+case!(
+    e0027_schedule_factor_not_power_of_two,
+    codes::BAD_VALUE,
+    edit("optimizer = sgd(lr = 0.5)", "optimizer = sgd(lr = 0.5)\n  schedule = step(every = 10, factor = 0.3)")
+);
+case!(
+    e0027_unknown_schedule,
+    codes::BAD_VALUE,
+    edit("optimizer = sgd(lr = 0.5)", "optimizer = sgd(lr = 0.5)\n  schedule = cosine(every = 10)")
+);
+
+#[test]
+fn schedule_is_parsed() {
+    let src =
+        edit("optimizer = sgd(lr = 0.5)", "optimizer = sgd(lr = 0.5)\n  schedule = step(every = 10, factor = 0.25)");
+    let (spec, diags) = check_source(&src, &BTreeMap::new());
+    assert!(diags.is_empty(), "{}", render("s.bt", &src, &diags, false));
+    let s = spec.and_then(|s| s.train.schedule).expect("schedule");
+    assert_eq!((s.every, s.shift), (10, 2));
+}

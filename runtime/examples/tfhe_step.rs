@@ -1,7 +1,7 @@
 //! Encrypted training-step benchmark of the tfhe backend on the probe's sigmoid head
 //! (k = 5 classes, d = 16 and 64 features, batch 8, all rayon threads).
 //!
-//! `cargo run --release -p blindtuner-runtime --example tfhe_step [batches]`
+//! `cargo run --release -p blindtuner-runtime --example tfhe_step [batches] [12x3|10x4]`
 //!
 //! Prints ms per sample (wall), PBS/s, where the CPU time goes, and
 //! `reference_pbs_seconds`: one stock `PARAM_MESSAGE_2_CARRY_2_KS_PBS` KS-PBS on one
@@ -13,7 +13,7 @@ mod tfhe_common;
 
 use blindtuner_compiler::plan::LutId;
 use blindtuner_runtime::tfhe::{
-    keygen, CryptoRng, EncModel, EncSample, KeyKind, ParamSet, PlanInfo, Server, StatsSnapshot,
+    keygen, BskChoice, CryptoRng, EncModel, EncSample, KeyKind, ParamSet, PlanInfo, Server, StatsSnapshot,
 };
 use std::time::Instant;
 use tfhe_common::{features, head_plan, initial_model, Rng};
@@ -41,7 +41,10 @@ fn main() {
     let reference = reference_pbs_seconds();
     println!("reference_pbs_seconds = {reference:.5} (stock 2_2 KS-PBS, shortint, 1 thread)");
 
-    let params = ParamSet::default_set();
+    let params = match std::env::args().nth(2).as_deref() {
+        Some("10x4") => ParamSet::new(BskChoice::Bsk10x4),
+        _ => ParamSet::default_set(),
+    };
     let t = Instant::now();
     let (ck, sk) = keygen(&params, &mut CryptoRng::from_os());
     println!("params {}  keygen {:.1} s", params.id(), t.elapsed().as_secs_f64());

@@ -8,6 +8,7 @@
 //! quantization.
 
 use crate::rng::SplitMix;
+use blindtuner_compiler::plan::torus_shift;
 use blindtuner_compiler::plan::{Format, Inst, Plan, RegId, StepInst, TensorRole};
 use blindtuner_compiler::spec::Init;
 use std::collections::BTreeMap;
@@ -150,6 +151,8 @@ pub struct Machine<'p> {
     input_pos: BTreeMap<u32, usize>,
     label_pos: BTreeMap<u32, usize>,
     pub counters: Counters,
+    /// Learning-rate shift of the current epoch (`PlanTrain::lr_shift`).
+    pub lr_shift: u32,
 }
 
 impl<'p> Machine<'p> {
@@ -166,6 +169,7 @@ impl<'p> Machine<'p> {
             input_pos: plan.inputs.iter().enumerate().map(|(i, x)| (x.id.0, i)).collect(),
             label_pos: plan.labels.iter().enumerate().map(|(i, x)| (x.id.0, i)).collect(),
             counters: Counters::new(plan),
+            lr_shift: 0,
         }
     }
 
@@ -264,7 +268,7 @@ impl<'p> Machine<'p> {
                         } else if x < l.assumed.0 || x > l.assumed.1 {
                             self.counters.lut_saturated[li] += 1;
                         }
-                        l.eval(t, plan.poly_size).0
+                        l.eval_at(t, plan.poly_size, self.lr_shift).0
                     })
                     .collect();
                 self.regs[out.index()] = res;
@@ -277,8 +281,10 @@ impl<'p> Machine<'p> {
             }
             Inst::AddConst { a, c, out } => self.map(a, out, |x| x.wrapping_add(c)),
             Inst::MulInt { a, c, out } => self.map(a, out, |x| x.wrapping_mul(c as u64)),
-            Inst::LabelTerm { label, on, off, out } => {
+            Inst::LabelTerm { label, on, off, out, lr_scaled } => {
                 let y = s.labels[self.label_pos[&label.0]];
+                let shift = if lr_scaled { self.lr_shift } else { 0 };
+                let (on, off) = (torus_shift(on, shift), torus_shift(off, shift));
                 for (c, o) in self.regs[out.index()].iter_mut().enumerate() {
                     *o = if c == y { on } else { off };
                 }

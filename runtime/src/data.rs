@@ -53,13 +53,29 @@ pub struct DataError {
 pub enum DataErrorKind {
     Io(String),
     Empty,
-    MissingHeader { found: String },
+    MissingHeader {
+        found: String,
+    },
     /// Header declares a different feature count than the model expects.
-    HeaderFeatures { expected: usize, found: usize },
-    Ragged { expected: usize, found: usize },
-    NotANumber { column: usize, text: String },
-    BadLabel { text: String },
-    LabelOutOfRange { label: usize, classes: usize },
+    HeaderFeatures {
+        expected: usize,
+        found: usize,
+    },
+    Ragged {
+        expected: usize,
+        found: usize,
+    },
+    NotANumber {
+        column: usize,
+        text: String,
+    },
+    BadLabel {
+        text: String,
+    },
+    LabelOutOfRange {
+        label: usize,
+        classes: usize,
+    },
     NoRows,
 }
 
@@ -86,7 +102,11 @@ impl fmt::Display for DataError {
             DataErrorKind::NotANumber { column, text } => write!(f, "column {column}: `{text}` is not a number"),
             DataErrorKind::BadLabel { text } => write!(f, "label `{text}` is not a non-negative integer"),
             DataErrorKind::LabelOutOfRange { label, classes } => {
-                write!(f, "label {label} out of range for {classes} classes (expected 0..{})", classes.saturating_sub(1))
+                write!(
+                    f,
+                    "label {label} out of range for {classes} classes (expected 0..{})",
+                    classes.saturating_sub(1)
+                )
             }
             DataErrorKind::NoRows => write!(f, "no data rows after the header"),
         }
@@ -103,8 +123,11 @@ pub struct Expect {
 }
 
 pub fn load_csv(path: &Path, expect: Expect) -> Result<Dataset, DataError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| DataError { file: path.to_path_buf(), line: 0, kind: DataErrorKind::Io(e.to_string()) })?;
+    let text = std::fs::read_to_string(path).map_err(|e| DataError {
+        file: path.to_path_buf(),
+        line: 0,
+        kind: DataErrorKind::Io(e.to_string()),
+    })?;
     parse_csv(path, &text, expect)
 }
 
@@ -133,7 +156,8 @@ pub fn parse_csv(path: &Path, text: &str, expect: Expect) -> Result<Dataset, Dat
         if fields.len() != d + 1 {
             return Err(err(ln, DataErrorKind::Ragged { expected: d + 1, found: fields.len() }));
         }
-        let label: usize = fields[0].parse().map_err(|_| err(ln, DataErrorKind::BadLabel { text: fields[0].into() }))?;
+        let label: usize =
+            fields[0].parse().map_err(|_| err(ln, DataErrorKind::BadLabel { text: fields[0].into() }))?;
         if let Some(k) = expect.classes.filter(|&k| label >= k) {
             return Err(err(ln, DataErrorKind::LabelOutOfRange { label, classes: k }));
         }
@@ -180,12 +204,18 @@ mod tests {
         let e = Expect { features: Some(2), classes: Some(3) };
         assert_eq!(msg("", e), "t.csv:1: empty file (expected a header `label,f0,...`)");
         assert!(msg("0,1,2\n", e).starts_with("t.csv:1: missing header"), "{}", msg("0,1,2\n", e));
-        assert_eq!(msg("label,f0,f1,f2\n0,1,2,3\n", e), "t.csv:1: header has 3 feature columns but the model expects d = 2");
+        assert_eq!(
+            msg("label,f0,f1,f2\n0,1,2,3\n", e),
+            "t.csv:1: header has 3 feature columns but the model expects d = 2"
+        );
         assert_eq!(msg("label,f0,f1\n0,1,2\n1,2\n", e), "t.csv:3: row has 2 columns, expected 3 (label + features)");
         assert_eq!(msg("label,f0,f1\n0,1,abc\n", e), "t.csv:2: column 3: `abc` is not a number");
         assert_eq!(msg("label,f0,f1\n0,1,nan\n", e), "t.csv:2: column 3: `nan` is not a number");
         assert_eq!(msg("label,f0,f1\n-1,1,2\n", e), "t.csv:2: label `-1` is not a non-negative integer");
-        assert_eq!(msg("label,f0,f1\n0,1,2\n\n3,1,2\n", e), "t.csv:4: label 3 out of range for 3 classes (expected 0..2)");
+        assert_eq!(
+            msg("label,f0,f1\n0,1,2\n\n3,1,2\n", e),
+            "t.csv:4: label 3 out of range for 3 classes (expected 0..2)"
+        );
         assert_eq!(msg("label,f0,f1\n", e), "t.csv:1: no data rows after the header");
         let io = load_csv(Path::new("/nonexistent/x.csv"), e).unwrap_err();
         assert_eq!(io.line, 0);

@@ -63,6 +63,7 @@ pub fn train(plan: &Plan, train: &Dataset, test: Option<&Dataset>, opts: &TrainO
     let (mut steps, mut samples) = (0usize, 0usize);
     let mut loss_per_epoch = Vec::with_capacity(epochs);
     for epoch in 0..epochs {
+        m.lr_shift = plan.train.lr_shift(epoch);
         SplitMix::derive(plan.train.seed, &format!("epoch {epoch}")).shuffle(&mut order);
         let mut loss = 0.0;
         for chunk in order.chunks(batch) {

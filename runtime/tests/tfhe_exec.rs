@@ -98,9 +98,14 @@ fn lock_step_training_matches_clear_reexecution() {
     for _ in 0..steps {
         let data: Vec<(Vec<i64>, usize)> =
             (0..batch).map(|_| (features(&mut r, d), r.int(0, k as i64 - 1) as usize)).collect();
+        // Half of the samples with the constant feature appended (the clear backend's form).
         let samples: Vec<_> = data
             .iter()
-            .map(|(x, y)| ck.encrypt_sample(&plan, &info, std::slice::from_ref(x), &[*y], &mut rng).expect("sample"))
+            .enumerate()
+            .map(|(i, (x, y))| {
+                let xq: Vec<i64> = if i % 2 == 0 { x.clone() } else { x.iter().copied().chain([8]).collect() };
+                ck.encrypt_sample(&plan, &info, &[xq], &[*y], &mut rng).expect("sample")
+            })
             .collect();
         // The logits of the current model: decrypted ≈ clear.
         let z = ck.decrypt_lwe_vec(&server.forward(&model, &samples[0]).expect("forward"));
@@ -185,7 +190,7 @@ fn server_keys_file_round_trip() {
     let path = dir.join("server.keys");
     files::save_server_keys(&path, sk).expect("save");
     let wrong = blindtuner_runtime::tfhe::ClientKey::generate(ck.params(), &mut CryptoRng::from_seed(99));
-    let err = files::load_server_keys(&path, Some(wrong.fingerprint())).err().expect("other key pair");
+    let err = files::load_server_keys(&path, Some(wrong.fingerprint())).expect_err("other key pair");
     assert!(matches!(err.kind, FileErrorKind::WrongKey { .. }), "{err}");
     let loaded = files::load_server_keys(&path, Some(ck.fingerprint())).expect("load");
     let _ = std::fs::remove_dir_all(&dir);
@@ -198,4 +203,48 @@ fn server_keys_file_round_trip() {
     let (want, _) = plan.luts[0].at_index(ck.pbs_index(&small[0]), plan.poly_size);
     let got = ck.decrypt_lwe_vec(&out)[0];
     assert!(torus_diff(got, want).unsigned_abs() < PBS_NOISE_BOUND);
+}
+
+#[test]
+fn learning_rate_schedule_scales_lut_outputs_and_label_terms() {
+    use blindtuner_compiler::plan::{torus_shift, PlanSchedule};
+    let (ck, sk) = keys();
+    let mut plan = head_plan(16, 5);
+    plan.luts[0].lr_scaled = true;
+    if let Inst::LabelTerm { lr_scaled, .. } = &mut plan.sample[2] {
+        *lr_scaled = true;
+    }
+    plan.train.epochs = 3;
+    plan.train.schedule = Some(PlanSchedule { every: 1, shift: 1 });
+    assert_eq!(plan.train.max_lr_shift(), 2);
+    let mut server = Server::new(sk, &plan).expect("plan");
+    let info = server.info().clone();
+    let mut rng = CryptoRng::from_seed(8);
+    let mut r = Rng(8);
+    let model = ck.encrypt_model(&plan, &initial_model(&mut r, &plan), &mut rng).expect("model");
+    let y = 2;
+    let sample = ck.encrypt_sample(&plan, &info, &[features(&mut r, 16)], &[y], &mut rng).expect("sample");
+    let Inst::LabelTerm { on, off, .. } = plan.sample[2] else { unreachable!("head plan layout") };
+    let lut = &plan.luts[0];
+    let zs: Vec<u64> = (-6i64..=6).map(|g| (g << Z_SCALE) as u64).collect();
+    for epoch in [0, 2] {
+        server.set_epoch(epoch);
+        let shift = plan.train.lr_shift(epoch);
+        // LUT outputs: the selected cell's value, shifted.
+        let x = ck.encrypt_lwe_vec(KeyKind::Data, &zs, &mut rng);
+        let (out, small) = server.lut(LutId(0), &x).expect("lut");
+        for (g, s) in ck.decrypt_lwe_vec(&out).iter().zip(&small) {
+            let (v, _) = lut.at_index(ck.pbs_index(s), plan.poly_size);
+            let want = torus_shift(v, shift);
+            assert!(torus_diff(*g, want).unsigned_abs() < PBS_NOISE_BOUND, "epoch {epoch}");
+        }
+        // Label term: encrypted at the largest shift, scaled to this epoch's.
+        let prepared = server.prepare(&sample).expect("prepare");
+        let run = server.run_sample(&model, &prepared, 3).expect("run");
+        let label = run.regs[2].as_ref().expect("label register written");
+        for (c, v) in ck.decrypt_lwe_vec(label).iter().enumerate() {
+            let want = torus_shift(if c == y { on } else { off }, shift);
+            assert!(torus_diff(*v, want).unsigned_abs() < 1 << 40, "epoch {epoch} class {c}");
+        }
+    }
 }

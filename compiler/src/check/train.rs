@@ -7,11 +7,11 @@ use super::model::ModelChecker;
 use super::names::{self, Entity};
 use super::types;
 use crate::diag::Diagnostic;
-use crate::spec::{FormatPin, Optimizer, Precision, TrainCfg};
+use crate::spec::{FormatPin, LrSchedule, Optimizer, Precision, TrainCfg};
 use blindtuner_grammar::ast::{self, Expr, ExprKind, Ident, Span, TrainItem};
 use std::collections::HashMap;
 
-const SETTINGS: [&str; 6] = ["optimizer", "batch", "epochs", "precision", "p_fail", "seed"];
+const SETTINGS: [&str; 7] = ["optimizer", "batch", "epochs", "precision", "p_fail", "seed", "schedule"];
 const OPTIMIZERS: [(&str, &[&str]); 2] = [("sgd", &["lr"]), ("nesterov", &["lr", "momentum"])];
 /// Bounds that keep run sizes sane (and casts exact).
 const MAX_BATCH: f64 = 65_536.0;
@@ -77,6 +77,7 @@ impl ModelChecker<'_> {
                     cfg.seed = v as u64;
                 }
             }
+            "schedule" => cfg.schedule = schedule(value, d),
             "precision" => match &value.kind {
                 ExprKind::Name(n) if n == "auto" => cfg.precision = Precision::Auto,
                 _ => {
@@ -302,6 +303,69 @@ fn optimizer(value: &Expr, diags: &mut Vec<Diagnostic>) -> Option<Optimizer> {
         }
     };
     ok.then_some(opt)
+}
+
+/// `step(every = E, factor = F)` with `F = 2^-s`, `s` in 1..=8.
+fn schedule(value: &Expr, diags: &mut Vec<Diagnostic>) -> Option<LrSchedule> {
+    let usage = "e.g. `schedule = step(every = 10, factor = 0.5)`";
+    let ExprKind::Call { func, args } = &value.kind else {
+        diags.push(
+            Diagnostic::error(codes::BAD_VALUE, "expected a learning-rate schedule")
+                .at(value.span, "not a schedule")
+                .hint(usage),
+        );
+        return None;
+    };
+    if func.name != "step" {
+        diags.push(
+            Diagnostic::error(codes::BAD_VALUE, format!("unknown schedule `{}`", func.name))
+                .at(func.span, "the only schedule is `step`")
+                .hint(usage),
+        );
+        return None;
+    }
+    let (mut every, mut factor) = (None, None);
+    for arg in args {
+        let slot = match arg.name.as_ref().map(|n| n.name.as_str()) {
+            Some("every") => &mut every,
+            Some("factor") => &mut factor,
+            _ => {
+                diags.push(
+                    Diagnostic::error(codes::UNKNOWN_OPTIMIZER_OPTION, "`step` takes `every` and `factor`")
+                        .at(arg.span, "unknown or unnamed option")
+                        .hint(usage),
+                );
+                return None;
+            }
+        };
+        *slot = Some((consteval::eval(&arg.value, &(), diags)?, arg.value.span));
+    }
+    let (Some((every, every_span)), Some((factor, factor_span))) = (every, factor) else {
+        diags.push(
+            Diagnostic::error(codes::BAD_VALUE, "`step` needs `every` and `factor`")
+                .at(value.span, "incomplete")
+                .hint(usage),
+        );
+        return None;
+    };
+    if every < 1.0 || every.fract() != 0.0 || every > MAX_EPOCHS {
+        diags.push(
+            Diagnostic::error(codes::BAD_VALUE, "`every` must be a positive whole number of epochs")
+                .at(every_span, format!("this is {every}")),
+        );
+        return None;
+    }
+    let shift = -factor.log2();
+    if !(factor > 0.0 && shift.fract() == 0.0 && (1.0..=8.0).contains(&shift)) {
+        diags.push(
+            Diagnostic::error(codes::BAD_VALUE, "the decay `factor` must be a power of two between 1/256 and 1/2")
+                .at(factor_span, format!("this is {factor}"))
+                .note("the learning rate is folded into lookup tables and client-encrypted label terms; dividing them by a power of two is an exact shift on the torus")
+                .hint("use 0.5, 0.25, ..."),
+        );
+        return None;
+    }
+    Some(LrSchedule { every: every as usize, shift: shift as u32, span: value.span })
 }
 
 fn missing_lr(name: &str, span: Span) -> Diagnostic {

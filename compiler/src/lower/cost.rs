@@ -73,7 +73,11 @@ fn step_cost(plan: &Plan, inst: &StepInst) -> InstCost {
     match *inst {
         StepInst::Rescale { dst, digits, .. } => {
             let t = &plan.tensors[dst.index()];
-            InstCost { lowering: Lowering::LookupTable, pbs: u64::from(digits) * (t.rows * t.cols) as u64, external_products: 0 }
+            InstCost {
+                lowering: Lowering::LookupTable,
+                pbs: u64::from(digits) * (t.rows * t.cols) as u64,
+                external_products: 0,
+            }
         }
         _ => InstCost { lowering: Lowering::Levelled, pbs: 0, external_products: 0 },
     }

@@ -42,7 +42,15 @@ impl Emitter {
         self.sample.push(Inst::Lut { lut, input, out });
         out
     }
-    fn bin(&mut self, op: fn(RegId, RegId, RegId) -> Inst, a: RegId, b: RegId, name: &str, fmt: Format, span: Span) -> RegId {
+    fn bin(
+        &mut self,
+        op: fn(RegId, RegId, RegId) -> Inst,
+        a: RegId,
+        b: RegId,
+        name: &str,
+        fmt: Format,
+        span: Span,
+    ) -> RegId {
         let len = self.regs[a.index()].len;
         let out = self.reg(name, len, fmt, span);
         self.sample.push(op(a, b, out));
@@ -94,7 +102,8 @@ pub fn emit(
         parts.extend(layer.b.map(|b| part(b, layer.cols)));
         let name = parts.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join("|");
         let t = TensorId(tensors.len() as u32);
-        let base = PlanTensor { name: name.clone(), role: TensorRole::Param, rows: layer.rows, cols, fmt: f.w, layout, parts };
+        let base =
+            PlanTensor { name: name.clone(), role: TensorRole::Param, rows: layer.rows, cols, fmt: f.w, layout, parts };
         let grad = PlanTensor { name: format!("d({name})"), role: TensorRole::Grad(t), parts: vec![], ..base.clone() };
         tensors.push(base);
         ptensor.push(t);
@@ -177,7 +186,8 @@ pub fn emit(
                     1.0 / 8.0,
                     n,
                 );
-                let dfmt = Format { scale: af.deriv_shift as i32, lsb: af.deriv_shift as i32, range: (0.0, m), proven: true };
+                let dfmt =
+                    Format { scale: af.deriv_shift as i32, lsb: af.deriv_shift as i32, range: (0.0, m), proven: true };
                 let d = em.apply(lut, z_regs[l - 1], dfmt, span);
                 e_cur = em.bin(|a, b, out| Inst::Mul { a, b, out }, dh, d, &format!("e{l}"), prev.e, span);
             }
@@ -195,9 +205,19 @@ pub fn emit(
                 let base = tensors[p.index()].clone();
                 let digits = base.fmt.bits().div_ceil(opts.digit_bits);
                 let s = TensorId(tensors.len() as u32);
-                tensors.push(PlanTensor { name: format!("{}.momentum", base.name), role: TensorRole::State(p), parts: vec![], ..base.clone() });
+                tensors.push(PlanTensor {
+                    name: format!("{}.momentum", base.name),
+                    role: TensorRole::State(p),
+                    parts: vec![],
+                    ..base.clone()
+                });
                 let tmp = TensorId(tensors.len() as u32);
-                tensors.push(PlanTensor { name: format!("{}.tmp", base.name), role: TensorRole::Temp, parts: vec![], ..base });
+                tensors.push(PlanTensor {
+                    name: format!("{}.tmp", base.name),
+                    role: TensorRole::Temp,
+                    parts: vec![],
+                    ..base
+                });
                 step.extend([
                     StepInst::Rescale { dst: s, src: s, factor: mu, digits },
                     StepInst::AddAssign { dst: s, src: g },
@@ -243,6 +263,7 @@ pub fn emit(
             seed: spec.train.seed,
             lr: spec.train.optimizer.lr(),
             optimizer,
+            schedule: spec.train.schedule.map(|s| PlanSchedule { every: s.every, shift: s.shift }),
         },
         assumptions: r.assumptions.clone(),
     })
@@ -283,10 +304,16 @@ fn loss_error(
                 0.25,
                 n,
             );
-            let raw = em.apply(lut, z, out_fmt, span);
+            let raw = em.apply(LrScaled(lut).into(), z, out_fmt, span);
             let half = (s / 2.0).round() as i64;
             let lab = em.reg("label term", k, out_fmt, span);
-            em.sample.push(Inst::LabelTerm { label: net.label, on: to_u64(half, lsb), off: to_u64(-half, lsb), out: lab });
+            em.sample.push(Inst::LabelTerm {
+                label: net.label,
+                on: to_u64(half, lsb),
+                off: to_u64(-half, lsb),
+                out: lab,
+                lr_scaled: true,
+            });
             Ok(em.bin(|a, b, out| Inst::Sub { a, b, out }, raw, lab, "e", f.e, span))
         }
         LossKind::SoftmaxCrossEntropy => {
@@ -296,12 +323,13 @@ fn loss_error(
             let zf = f.z;
             let to_units = (zf.frac() as f64).exp2();
             let sp = move |u: f64| Builtin::Softplus.eval(u) * to_units;
-            let mut level: Vec<RegId> =
-                (0..k).map(|c| {
+            let mut level: Vec<RegId> = (0..k)
+                .map(|c| {
                     let r = em.reg(format!("z[{c}]"), 1, zf, span);
                     em.sample.push(Inst::Elem { a: z, index: c, out: r });
                     r
-                }).collect();
+                })
+                .collect();
             while level.len() > 1 {
                 let mut next = Vec::with_capacity(level.len().div_ceil(2));
                 for pair in level.chunks(2) {
@@ -344,16 +372,28 @@ fn loss_error(
                 1.0 / 8.0,
                 n,
             );
-            let raw = em.apply(lut, v, out_fmt, span);
+            let raw = em.apply(LrScaled(lut).into(), v, out_fmt, span);
             let lab = em.reg("label term", k, out_fmt, span);
-            em.sample.push(Inst::LabelTerm { label: net.label, on: to_u64(s.round() as i64, lsb), off: 0, out: lab });
+            em.sample.push(Inst::LabelTerm {
+                label: net.label,
+                on: to_u64(s.round() as i64, lsb),
+                off: 0,
+                out: lab,
+                lr_scaled: true,
+            });
             Ok(em.bin(|a, b, out| Inst::Sub { a, b, out }, raw, lab, "e", f.e, span))
         }
         LossKind::Mse => {
             // E = round(s·(2/k)·(z − y)): levelled z − y, then a rescale table.
             let zf = f.z;
             let yt = em.reg("label", k, zf, span);
-            em.sample.push(Inst::LabelTerm { label: net.label, on: zf.from_real(1.0), off: 0, out: yt });
+            em.sample.push(Inst::LabelTerm {
+                label: net.label,
+                on: zf.from_real(1.0),
+                off: 0,
+                out: yt,
+                lr_scaled: false,
+            });
             let u = em.bin(|a, b, out| Inst::Sub { a, b, out }, z, yt, "z − y", zf, span);
             let c = s * 2.0 / k as f64;
             let lin = move |u: f64| c * u;
@@ -369,7 +409,16 @@ fn loss_error(
                 0.0,
                 n,
             );
-            Ok(em.apply(lut, u, f.e, span))
+            Ok(em.apply(LrScaled(lut).into(), u, f.e, span))
         }
+    }
+}
+
+/// A table whose output carries the learning rate (shifted by the schedule).
+struct LrScaled(Lut);
+
+impl From<LrScaled> for Lut {
+    fn from(l: LrScaled) -> Lut {
+        Lut { lr_scaled: true, ..l.0 }
     }
 }

@@ -181,8 +181,11 @@ pub fn choose(spec: &Spec, net: &Net, r: &Ranges, opts: &LowerOptions) -> Result
         let p = layers[l - 1].e.scale - dh_frac;
         if p < 0 || dh_frac > dh_scale {
             let span = spec.params[net.layers[l].w.index()].span;
-            return Err(vec![Diagnostic::error(E_NO_FORMAT, "no fixed-point format fits the hidden layer's backward pass")
-                .at(span, format!("the gradient into this layer's input needs shift 2^{p}"))]);
+            return Err(vec![Diagnostic::error(
+                E_NO_FORMAT,
+                "no fixed-point format fits the hidden layer's backward pass",
+            )
+            .at(span, format!("the gradient into this layer's input needs shift 2^{p}"))]);
         }
         let deriv_bits = p.min(8) as u32;
         acts[l] = Some(ActFmt { h, dh, deriv_bits, deriv_shift: p as u32 - deriv_bits });

@@ -57,6 +57,7 @@ pub fn full_torus(t: &TableFn<'_>, resolution: f64, n: usize) -> Lut {
         in_fmt: t.in_fmt,
         assumed: t.assumed,
         window: (-width / 2.0, width / 2.0),
+        lr_scaled: false,
     }
 }
 
@@ -67,9 +68,8 @@ pub fn half_torus(t: &TableFn<'_>, resolution: f64, n: usize) -> Lut {
     let cell = width / cells as f64;
     let centre = (t.assumed.0 + t.assumed.1) / 2.0;
     let lo = ((centre - width / 2.0) / cell).round() * cell;
-    let table = (0..cells)
-        .map(|g| (t.f)((lo + g as f64 * cell).clamp(t.assumed.0, t.assumed.1)).round() as i64)
-        .collect();
+    let table =
+        (0..cells).map(|g| (t.f)((lo + g as f64 * cell).clamp(t.assumed.0, t.assumed.1)).round() as i64).collect();
     // Phase 0 of the table is the real value `lo`; half a cell centres each cell.
     let shift = ((-lo) * (t.in_fmt.scale as f64).exp2()).round() as i64 as u64;
     Lut {
@@ -82,6 +82,7 @@ pub fn half_torus(t: &TableFn<'_>, resolution: f64, n: usize) -> Lut {
         in_fmt: t.in_fmt,
         assumed: t.assumed,
         window: (lo, lo + width),
+        lr_scaled: false,
     }
 }
 
@@ -101,7 +102,8 @@ mod tests {
     fn probe_sigmoid_table() {
         // The probe's table: s = 512, z at 2^59, cells of 1/4, N = 2048.
         let f = |z: f64| 512.0 * (1.0 / (1.0 + (-z).exp()) - 0.5);
-        let t = TableFn { name: "e".into(), func: "".into(), f: &f, in_fmt: fmt(59), assumed: (-8.0, 8.0), out_shift: 40 };
+        let t =
+            TableFn { name: "e".into(), func: "".into(), f: &f, in_fmt: fmt(59), assumed: (-8.0, 8.0), out_shift: 40 };
         let lut = full_torus(&t, 0.25, 2048);
         assert_eq!(lut.table.len(), 64);
         assert_eq!(lut.offset, 1 << 56);
@@ -122,7 +124,8 @@ mod tests {
     #[test]
     fn half_torus_saturates_inside_window_and_wraps_outside() {
         let f = |z: f64| 64.0 * z;
-        let t = TableFn { name: "r".into(), func: "".into(), f: &f, in_fmt: fmt(58), assumed: (-4.0, 4.0), out_shift: 0 };
+        let t =
+            TableFn { name: "r".into(), func: "".into(), f: &f, in_fmt: fmt(58), assumed: (-4.0, 4.0), out_shift: 0 };
         let lut = half_torus(&t, 1.0 / 16.0, 2048);
         assert_eq!(lut.window, (-16.0, 16.0));
         let at = |z: f64| lut.eval(((z * 2f64.powi(58)).round() as i64) as u64, 2048).0 as i64;

@@ -74,7 +74,9 @@ pub fn analyze(spec: &Spec, tg: &TrainGraph, net: &Net, opts: &LowerOptions) -> 
                 assumptions.push(Assumption {
                     what: p.name.clone(),
                     range: (-w, w),
-                    reason: format!("default weight bound ±{w}: params change during training, their range cannot be proven"),
+                    reason: format!(
+                        "default weight bound ±{w}: params change during training, their range cannot be proven"
+                    ),
                     span: p.span,
                 });
                 Interval::new(-w, w, false)
@@ -138,7 +140,9 @@ pub fn analyze(spec: &Spec, tg: &TrainGraph, net: &Net, opts: &LowerOptions) -> 
             assumptions.push(Assumption {
                 what: format!("gradient into {}", node.name.clone().unwrap_or_else(|| format!("n{}", layer.z.0))),
                 range: (-bp, bp),
-                reason: format!("default bound ±{bp} of a back-propagated gradient Wᵀg (depends on the trained weights)"),
+                reason: format!(
+                    "default bound ±{bp} of a back-propagated gradient Wᵀg (depends on the trained weights)"
+                ),
                 span: node.span,
             });
         }

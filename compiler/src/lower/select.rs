@@ -48,7 +48,10 @@ pub struct Layer {
 pub enum LayerInput {
     Data(InputId),
     /// `f(z)` of the previous layer; `node` is the `Unary(f)` node.
-    Act { f: Builtin, node: NodeId },
+    Act {
+        f: Builtin,
+        node: NodeId,
+    },
 }
 
 pub fn unsupported(tg: &TrainGraph, n: NodeId, what: impl Into<String>) -> Diagnostic {
@@ -86,7 +89,11 @@ pub fn recognize(spec: &Spec, tg: &TrainGraph) -> Result<Net, Vec<Diagnostic>> {
     layers.reverse();
     for &(p, gp) in &tg.grads {
         if !layers.iter().any(|l| l.w == p || l.b == Some(p)) {
-            return Err(vec![unsupported(tg, gp, format!("training param `{}` outside a dense layer", spec.params[p.index()].name))]);
+            return Err(vec![unsupported(
+                tg,
+                gp,
+                format!("training param `{}` outside a dense layer", spec.params[p.index()].name),
+            )]);
         }
     }
     let b = tg.batch.max(1) as f64;

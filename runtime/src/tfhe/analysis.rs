@@ -140,7 +140,11 @@ impl PlanInfo {
                     return Err(invalid(format!("{}: operand lengths differ", at())));
                 }
             }
-            Inst::LabelTerm { label, out, .. } => {
+            Inst::LabelTerm { label, out, on, off, lr_scaled } => {
+                let shift = if lr_scaled { plan.train.max_lr_shift() } else { 0 };
+                if shift >= 64 || (on | off).trailing_zeros() < shift {
+                    return Err(invalid(format!("{}: label constants lose bits at learning-rate shift {shift}", at())));
+                }
                 let l = plan
                     .labels
                     .iter()
@@ -208,6 +212,15 @@ fn check_luts(plan: &Plan, n: usize) -> Result<(), TfheError> {
         }
         if l.out_shift >= 64 {
             return Err(invalid(format!("lut `{}`: output shift {} ≥ 64", l.name, l.out_shift)));
+        }
+        // The bootstrap negates the shifted cell value; `eval_at` shifts the negated
+        // value. They agree only if the shift drops zero bits.
+        let max_shift = plan.train.max_lr_shift();
+        if l.lr_scaled && l.out_shift < max_shift {
+            return Err(invalid(format!(
+                "lut `{}`: learning-rate shift {max_shift} exceeds its output shift {}",
+                l.name, l.out_shift
+            )));
         }
     }
     Ok(())

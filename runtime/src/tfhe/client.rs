@@ -7,7 +7,7 @@ use super::error::{bad_ct, TfheError};
 use super::ggsw::{data_polynomial, encrypt_poly_ggsw_seeded};
 use super::keys::{ClientKey, KeyKind};
 use super::rng::CryptoRng;
-use blindtuner_compiler::plan::{Inst, Layout, Plan, PlanTensor};
+use blindtuner_compiler::plan::{torus_shift, Inst, Layout, Plan, PlanInput, PlanTensor};
 use tfhe::core_crypto::prelude::*;
 
 /// `(polynomial, coefficient)` of element `[r][j]` in `Layout::DataPoly`.
@@ -57,8 +57,9 @@ impl ClientKey {
         (acc % two_n) as usize
     }
 
-    /// Encrypt one sample: `xq[i]` are the quantized features of `plan.inputs[i]`
-    /// (without the constant feature), `labels[i]` the class of `plan.labels[i]`.
+    /// Encrypt one sample: `xq[i]` are the quantized features of `plan.inputs[i]`,
+    /// with or without the constant feature (the clear backend's `QSample::xq` has it),
+    /// `labels[i]` the class of `plan.labels[i]`.
     pub fn encrypt_sample(
         &self,
         plan: &Plan,
@@ -85,17 +86,13 @@ impl ClientKey {
                 .enumerate()
                 .find(|(_, i)| i.id == need.input)
                 .ok_or_else(|| bad_ct("plan input missing"))?;
-            let x = &xq[pos];
-            if x.len() != input.len {
-                return Err(bad_ct(format!("input `{}` has {} features, expected {}", input.name, x.len(), input.len)));
-            }
-            if need.stride * need.per_poly > n || need.per_poly * need.polys < input.augmented_len() {
+            let aug = augmented(input, &xq[pos])?;
+            if need.stride * need.per_poly > n || need.per_poly * need.polys < aug.len() {
                 return Err(bad_ct(format!(
                     "input `{}`: layout does not fit N = {n} (plan info from another plan?)",
                     input.name
                 )));
             }
-            let aug: Vec<i64> = x.iter().copied().chain(input.one).collect();
             let polys = (0..need.polys)
                 .map(|p| {
                     let mu = data_polynomial(&aug, need.stride, need.per_poly, p, need.dir, n);
@@ -106,7 +103,7 @@ impl ClientKey {
         }
         let mut enc_labels = Vec::with_capacity(info.label_terms.len());
         for &i in &info.label_terms {
-            let Some(&Inst::LabelTerm { label, on, off, out }) = plan.sample.get(i) else {
+            let Some(&Inst::LabelTerm { label, on, off, out, lr_scaled }) = plan.sample.get(i) else {
                 return Err(bad_ct("label term index does not point at a LabelTerm"));
             };
             let pos = plan.labels.iter().position(|l| l.id == label).ok_or_else(|| bad_ct("plan label missing"))?;
@@ -114,6 +111,10 @@ impl ClientKey {
             if labels[pos] >= classes {
                 return Err(bad_ct(format!("label {} out of range 0..{classes}", labels[pos])));
             }
+            // Learning-rate scaled terms are encrypted at the run's largest shift; the
+            // server scales them up to each epoch's value.
+            let shift = if lr_scaled { plan.train.max_lr_shift() } else { 0 };
+            let (on, off) = (torus_shift(on, shift), torus_shift(off, shift));
             let values: Vec<u64> = (0..classes).map(|c| if c == labels[pos] { on } else { off }).collect();
             let key = info.reg_keys.get(out.index()).copied().ok_or_else(|| bad_ct("label register missing"))?;
             enc_labels.push(self.encrypt_lwe_vec(key, &values, rng));
@@ -198,4 +199,16 @@ impl ClientKey {
     pub fn data_glwe_key(&self) -> &GlweSecretKeyOwned<u64> {
         &self.data
     }
+}
+
+/// The features as the data products see them: the constant feature appended if the
+/// input has one and the caller did not append it.
+fn augmented(input: &PlanInput, x: &[i64]) -> Result<Vec<i64>, TfheError> {
+    if x.len() == input.augmented_len() && (input.one.is_none() || x.last().copied() == input.one) {
+        return Ok(x.to_vec());
+    }
+    if x.len() == input.len {
+        return Ok(x.iter().copied().chain(input.one).collect());
+    }
+    Err(bad_ct(format!("input `{}` has {} features, expected {}", input.name, x.len(), input.len)))
 }

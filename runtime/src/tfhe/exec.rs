@@ -43,7 +43,11 @@ pub struct Server<'a> {
     keys: &'a ServerKeys,
     plan: &'a Plan,
     info: PlanInfo,
+    /// Built for `lr_shift` (learning-rate scaled LUTs change with the epoch).
     accumulators: Vec<Glwe>,
+    /// Learning-rate shift of the current epoch, and the largest of the run.
+    lr_shift: u32,
+    max_lr_shift: u32,
     fft: Fft,
     stats: Stats,
 }
@@ -53,8 +57,27 @@ impl<'a> Server<'a> {
     pub fn new(keys: &'a ServerKeys, plan: &'a Plan) -> Result<Server<'a>, TfheError> {
         let p = keys.params();
         let info = PlanInfo::analyse(plan, p)?;
-        let accumulators = plan.luts.iter().map(|l| ops::accumulator(p, l)).collect();
-        Ok(Server { keys, plan, info, accumulators, fft: Fft::new(p.poly_size), stats: Stats::default() })
+        let accumulators = plan.luts.iter().map(|l| ops::accumulator(p, l, 0)).collect();
+        Ok(Server {
+            keys,
+            plan,
+            info,
+            accumulators,
+            lr_shift: 0,
+            max_lr_shift: plan.train.max_lr_shift(),
+            fft: Fft::new(p.poly_size),
+            stats: Stats::default(),
+        })
+    }
+
+    /// Enter `epoch`: learning-rate scaled LUTs and label terms use its shift.
+    pub fn set_epoch(&mut self, epoch: usize) {
+        let shift = self.plan.train.lr_shift(epoch);
+        if shift != self.lr_shift {
+            let p = self.keys.params();
+            self.accumulators = self.plan.luts.iter().map(|l| ops::accumulator(p, l, shift)).collect();
+            self.lr_shift = shift;
+        }
     }
 
     pub fn info(&self) -> &PlanInfo {
@@ -164,10 +187,17 @@ impl<'a> Server<'a> {
                     r.cts.iter_mut().for_each(|x| lwe_ciphertext_cleartext_mul_assign(x, Cleartext(c as u64)));
                     Some((out, r))
                 }
-                Inst::LabelTerm { out, .. } => {
+                Inst::LabelTerm { out, lr_scaled, .. } => {
                     let slot = self.info.label_terms.iter().position(|&j| j == i);
                     let l = slot.and_then(|k| s.labels.get(k)).ok_or_else(|| bad_ct("missing label term"))?;
-                    Some((out, l.clone()))
+                    let mut l = l.clone();
+                    if lr_scaled {
+                        // The client encrypted `on`/`off` at the largest shift; this
+                        // epoch's values are 2^(max − shift) times that, exactly.
+                        let factor = 1u64 << (self.max_lr_shift - self.lr_shift);
+                        l.cts.iter_mut().for_each(|x| lwe_ciphertext_cleartext_mul_assign(x, Cleartext(factor)));
+                    }
+                    Some((out, l))
                 }
                 Inst::Elem { a, index, out } => {
                     let a = get(a)?;

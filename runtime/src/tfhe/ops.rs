@@ -4,7 +4,7 @@ use super::cipher::{Glwe, Lwe};
 use super::ggsw::FourierGgsw;
 use super::keyswitch::keyswitch_batched;
 use super::params::ParamSet;
-use blindtuner_compiler::plan::Lut;
+use blindtuner_compiler::plan::{torus_shift, Lut};
 use tfhe::core_crypto::prelude::*;
 
 /// Per-thread scratch space.
@@ -57,13 +57,17 @@ pub(crate) fn keyswitch_offset(ksk: &LweKeyswitchKeyOwned<u64>, cts: &[Lwe], off
 }
 
 /// The blind-rotation accumulator of a plan LUT: coefficient `i` holds
-/// `table[i / per_cell] << out_shift`. Rotating by the modulus-switched index `idx`
+/// `table[i / per_cell] << out_shift` (shifted right by `lr_shift` for a learning-rate
+/// scaled LUT, see [`Lut::eval_at`]). Rotating by the modulus-switched index `idx`
 /// and reading coefficient 0 gives that value for `idx < N` and its negation for
-/// `idx ≥ N` (`X^N = −1`): exactly [`Lut::at_index`].
-pub(crate) fn accumulator(p: &ParamSet, lut: &Lut) -> Glwe {
+/// `idx ≥ N` (`X^N = −1`): exactly [`Lut::at_index`]. The negation commutes with the
+/// shift because the compiler keeps the low `lr_shift` bits zero (checked in analysis).
+pub(crate) fn accumulator(p: &ParamSet, lut: &Lut, lr_shift: u32) -> Glwe {
     let n = p.n();
     let per_cell = n / lut.table.len();
-    let body: Vec<u64> = (0..n).map(|i| (lut.table[i / per_cell] as u64).wrapping_shl(lut.out_shift)).collect();
+    let shift = if lut.lr_scaled { lr_shift } else { 0 };
+    let body: Vec<u64> =
+        (0..n).map(|i| torus_shift((lut.table[i / per_cell] as u64).wrapping_shl(lut.out_shift), shift)).collect();
     allocate_and_trivially_encrypt_new_glwe_ciphertext(p.glwe_size(), &PlaintextList::from_container(body), p.modulus)
 }
 

@@ -66,6 +66,7 @@ pub fn sigmoid_lut() -> Lut {
         in_fmt: fmt(Z_SCALE, Z_SCALE - 2, (-8.0, 8.0)),
         assumed: (-8.0, 8.0),
         window: (-16.0, 16.0),
+        lr_scaled: false,
     }
 }
 
@@ -129,6 +130,7 @@ pub fn head_plan(d: usize, k: usize) -> Plan {
                 on: (half << W_SHIFT) as u64,
                 off: (-half << W_SHIFT) as u64,
                 out: lab,
+                lr_scaled: false,
             },
             Inst::Sub { a: s, b: lab, out: e },
             Inst::DataOuterAcc { grad: TensorId(1), e, input: x },
@@ -136,7 +138,7 @@ pub fn head_plan(d: usize, k: usize) -> Plan {
         forward_len: 1,
         logits: z,
         step: vec![StepInst::SubAssign { dst: TensorId(0), src: TensorId(1) }, StepInst::Zero { dst: TensorId(1) }],
-        train: PlanTrain { batch: 2, epochs: 1, seed: 1, lr: 1.0 / 16.0, optimizer: "sgd".into() },
+        train: PlanTrain { batch: 2, epochs: 1, seed: 1, lr: 1.0 / 16.0, optimizer: "sgd".into(), schedule: None },
         assumptions: vec![],
     }
 }
