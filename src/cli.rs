@@ -45,6 +45,103 @@ pub enum Command {
     CalibrateRanges(CalibrateArgs),
     /// List the compiler passes in pipeline order (names accepted by --stop-after).
     Passes,
+    /// Data owner: generate a client key (secret) and a server key bundle.
+    Keygen(KeygenArgs),
+    /// Data owner: encrypt a CSV dataset for a plan (seeded GGSW features, label terms).
+    Encrypt(EncryptArgs),
+    /// Server: train on an encrypted dataset with the server keys only.
+    Train(TrainArgs),
+    /// Data owner: decrypt a trained encrypted model into weights.json.
+    Decrypt(DecryptArgs),
+    /// Evaluate decrypted weights on a CSV dataset (clear inference).
+    Eval(EvalArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct KeygenArgs {
+    /// Directory to write `client.key` (secret: never send it) and `server.keys` into.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Bootstrap-key decomposition for the lookup tables: 12x3 (cheapest that keeps
+    /// training on track) or 10x4 (more margin, ~20% slower).
+    #[arg(long, default_value = "12x3")]
+    pub bsk: String,
+    /// Deterministic keys from this seed (tests and demos only: never for real data).
+    #[arg(long)]
+    pub insecure_seed: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct EncryptArgs {
+    /// Key directory written by `keygen`.
+    #[arg(long)]
+    pub keys: PathBuf,
+    /// The plan (`blindtuner compile FILE --emit plan -o plan.json`).
+    #[arg(long)]
+    pub plan: PathBuf,
+    /// The CSV to encrypt (`label,f0,...`).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Output file (encrypted dataset).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Encrypt only the first N samples.
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// The plan the dataset was encrypted for.
+    #[arg(long)]
+    pub plan: PathBuf,
+    /// The server key bundle (`server.keys` from `keygen`).
+    #[arg(long)]
+    pub server_key: PathBuf,
+    /// Encrypted dataset (from `encrypt`).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Where to write the trained encrypted model.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Override the plan's epoch count.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Continue from the checkpoint next to `--out` after an interruption.
+    #[arg(long)]
+    pub resume: bool,
+    /// Seconds between checkpoints.
+    #[arg(long, default_value_t = 120)]
+    pub checkpoint_every: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct DecryptArgs {
+    /// Key directory written by `keygen`.
+    #[arg(long)]
+    pub keys: PathBuf,
+    /// The plan the model was trained with.
+    #[arg(long)]
+    pub plan: PathBuf,
+    /// Encrypted model from `train`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Output weights (JSON).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Decrypted weights (from `decrypt`).
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// CSV to evaluate on.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -101,6 +198,8 @@ pub struct ReportArgs {
 pub enum Backend {
     /// Bit-exact fixed-point execution of the plan, no encryption.
     Clear,
+    /// tfhe-rs ciphertexts: keygen, encrypt, train with the server keys only, decrypt.
+    Tfhe,
 }
 
 #[derive(Args, Debug)]

@@ -3,8 +3,13 @@
 mod calibrate;
 mod check;
 mod compile;
+mod decrypt;
+mod encrypt;
+mod eval;
+mod keygen;
 mod report;
 mod run;
+mod train;
 
 use crate::cli::{ColorChoice, Command, SpecArgs};
 use crate::error::CliError;
@@ -21,6 +26,11 @@ pub fn dispatch(cmd: Command) -> Result<(), CliError> {
         Command::Report(a) => report::run(&a),
         Command::Run(a) => run::run(&a),
         Command::CalibrateRanges(a) => calibrate::run(&a),
+        Command::Keygen(a) => keygen::run(&a),
+        Command::Encrypt(a) => encrypt::run(&a),
+        Command::Train(a) => train::run(&a),
+        Command::Decrypt(a) => decrypt::run(&a),
+        Command::Eval(a) => eval::run(&a),
         Command::Passes => {
             for p in blindtuner_compiler::pipeline::passes() {
                 println!("{:<10} {}", p.name, p.about);

@@ -44,8 +44,9 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     let ctx = pipeline::run(spec, None).map_err(|d| src.diagnostics(d))?;
     src.warn(&ctx.notes);
     let plan = ctx.plan.as_ref().ok_or_else(|| CliError::user("internal: the pipeline produced no plan"))?;
-    match args.backend {
-        Backend::Clear => {}
+    if args.backend == Backend::Tfhe {
+        // PLACEHOLDER (replaced by the encrypted `run` path).
+        return Err(CliError::user("the tfhe backend is not wired into `run` yet"));
     }
     if !args.json {
         eprintln!(
