@@ -24,18 +24,7 @@ use std::collections::BTreeMap;
 
 pub const PLAN_VERSION: u32 = 1;
 
-macro_rules! plan_id {
-    ($($(#[$m:meta])* $name:ident),* $(,)?) => {$(
-        $(#[$m])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        pub struct $name(pub u32);
-        impl $name {
-            pub fn index(self) -> usize { self.0 as usize }
-        }
-    )*};
-}
-
-plan_id!(
+entity!(
     /// A per-sample register (vector of torus values).
     RegId,
     /// A lookup table.

@@ -8,17 +8,6 @@
 use blindtuner_grammar::ast::Span;
 use serde::{Deserialize, Serialize};
 
-macro_rules! entity {
-    ($($(#[$m:meta])* $name:ident),* $(,)?) => {$(
-        $(#[$m])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        pub struct $name(pub u32);
-        impl $name {
-            pub fn index(self) -> usize { self.0 as usize }
-        }
-    )*};
-}
-
 entity!(
     /// An `input` (client features).
     InputId,

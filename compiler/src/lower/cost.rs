@@ -33,6 +33,8 @@ pub struct Costs {
     pub forward_pbs: u64,
     pub external_products_per_sample: u64,
     pub pbs_depth: u32,
+    /// PBS depth of every register (bootstraps on the longest chain producing it).
+    pub reg_depth: Vec<u32>,
     /// PBS of the step program alone.
     pub step_pbs: u64,
     /// `batch · pbs_per_sample + step_pbs`.
@@ -83,26 +85,13 @@ fn step_cost(plan: &Plan, inst: &StepInst) -> InstCost {
     }
 }
 
-/// Registers an instruction reads.
-fn reads(inst: &Inst) -> Vec<crate::plan::RegId> {
-    match *inst {
-        Inst::DataMatVec { .. } | Inst::LabelTerm { .. } => vec![],
-        Inst::MatVec { v, .. } | Inst::MatVecT { v, .. } => vec![v],
-        Inst::Lut { input, .. } => vec![input],
-        Inst::Add { a, b, .. } | Inst::Sub { a, b, .. } | Inst::Mul { a, b, .. } => vec![a, b],
-        Inst::AddConst { a, .. } | Inst::MulInt { a, .. } | Inst::Elem { a, .. } | Inst::Bcast { a, .. } => vec![a],
-        Inst::DataOuterAcc { e, .. } => vec![e],
-        Inst::OuterAcc { e, v, .. } => vec![e, v],
-    }
-}
-
 pub fn costs(plan: &Plan) -> Costs {
     let sample: Vec<InstCost> = plan.sample.iter().map(|i| inst_cost(plan, i)).collect();
     let step: Vec<InstCost> = plan.step.iter().map(|i| step_cost(plan, i)).collect();
     let mut depth = vec![0u32; plan.regs.len()];
     let mut pbs_depth = 0;
     for (inst, c) in plan.sample.iter().zip(&sample) {
-        let d = reads(inst).iter().map(|r| depth[r.index()]).max().unwrap_or(0) + u32::from(c.pbs > 0);
+        let d = inst.reads().iter().map(|r| depth[r.index()]).max().unwrap_or(0) + u32::from(c.pbs > 0);
         if let Some(out) = inst.out() {
             depth[out.index()] = d;
         }
@@ -118,6 +107,7 @@ pub fn costs(plan: &Plan) -> Costs {
         forward_pbs,
         external_products_per_sample,
         pbs_depth,
+        reg_depth: depth,
         step_pbs,
         pbs_per_step: b * pbs_per_sample + step_pbs,
         external_products_per_step: b * external_products_per_sample,

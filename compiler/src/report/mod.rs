@@ -7,7 +7,7 @@
 
 mod text;
 
-use crate::lower::cost::{costs, Costs};
+use crate::lower::cost::costs;
 use crate::plan::{Inst, LutEncoding, Plan, RegId, StepInst, TensorRole};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -104,7 +104,7 @@ pub fn build(plan: &Plan, source: Option<&str>) -> Report {
     let c = costs(plan);
     let line =
         |start: usize| source.map(|s| 1 + s.as_bytes()[..start.min(s.len())].iter().filter(|&&b| b == b'\n').count());
-    let depths = reg_depths(plan, &c);
+    let depths = &c.reg_depth;
     let mut nodes = Vec::new();
     for (i, (inst, ic)) in plan.sample.iter().zip(&c.sample).enumerate() {
         let out = inst.out().map(|r| &plan.regs[r.index()]);
@@ -122,7 +122,7 @@ pub fn build(plan: &Plan, source: Option<&str>) -> Report {
             lowering: ic.lowering.name(),
             pbs: ic.pbs,
             external_products: ic.external_products,
-            pbs_depth: inst.out().map_or_else(|| max_read_depth(inst, &depths), |r| depths[r.index()]),
+            pbs_depth: inst.out().map_or_else(|| max_read_depth(inst, depths), |r| depths[r.index()]),
             line: span.filter(|s| s.end > 0).and_then(|s| line(s.start)),
         });
     }
@@ -229,18 +229,6 @@ fn cell_width(l: &crate::plan::Lut, n: usize) -> f64 {
     let half_torus_units = 2f64.powi(63) / (l.in_fmt.scale as f64).exp2();
     let _ = n;
     half_torus_units / cells
-}
-
-/// PBS depth of every register (bootstraps on the longest chain producing it).
-fn reg_depths(plan: &Plan, c: &Costs) -> Vec<u32> {
-    let mut depth = vec![0u32; plan.regs.len()];
-    for (inst, ic) in plan.sample.iter().zip(&c.sample) {
-        let d = inst.reads().iter().map(|r| depth[r.index()]).max().unwrap_or(0) + u32::from(ic.pbs > 0);
-        if let Some(out) = inst.out() {
-            depth[out.index()] = d;
-        }
-    }
-    depth
 }
 
 fn max_read_depth(inst: &Inst, depths: &[u32]) -> u32 {
