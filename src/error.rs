@@ -23,3 +23,17 @@ impl CliError {
         }
     }
 }
+
+/// File errors already name the file and the problem.
+impl From<blindtuner_runtime::tfhe::files::FileError> for CliError {
+    fn from(e: blindtuner_runtime::tfhe::files::FileError) -> CliError {
+        CliError::User(e.to_string())
+    }
+}
+
+/// CSV errors already name the file and the line.
+impl From<blindtuner_runtime::data::DataError> for CliError {
+    fn from(e: blindtuner_runtime::data::DataError) -> CliError {
+        CliError::User(e.to_string())
+    }
+}

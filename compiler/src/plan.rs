@@ -424,6 +424,20 @@ impl Lut {
         ((v as u64).wrapping_shl(self.out_shift), cell)
     }
 
+    /// Output for cell `cell ∈ 0..2·cells` (as returned by [`Lut::eval`]), in an epoch
+    /// with learning-rate shift `lr_shift`: what a bootstrap that landed in that cell
+    /// outputs, noise aside.
+    pub fn cell_value(&self, cell: usize, lr_shift: u32) -> u64 {
+        let cells = self.table.len();
+        let v = if cell < cells { self.table[cell] } else { self.table[(cell - cells) % cells].wrapping_neg() };
+        let t = (v as u64).wrapping_shl(self.out_shift);
+        if self.lr_scaled {
+            torus_shift(t, lr_shift)
+        } else {
+            t
+        }
+    }
+
     /// [`Lut::eval`] in an epoch with learning-rate shift `lr_shift`.
     pub fn eval_at(&self, t: u64, n: usize, lr_shift: u32) -> (u64, usize) {
         let (v, cell) = self.eval(t, n);

@@ -19,27 +19,13 @@ use rayon::prelude::*;
 use std::time::Instant;
 use tfhe_common::{features, head_plan, initial_model, Rng};
 
-fn reference_pbs_seconds() -> f64 {
-    use tfhe::shortint::parameters::PARAM_MESSAGE_2_CARRY_2_KS_PBS;
-    let (ck, sk) = tfhe::shortint::gen_keys(PARAM_MESSAGE_2_CARRY_2_KS_PBS);
-    let ct = ck.encrypt(1);
-    let lut = sk.generate_lookup_table(|x| (x + 1) % 4);
-    let _ = sk.apply_lookup_table(&ct, &lut); // warm-up
-    let reps = 10;
-    let t = Instant::now();
-    for _ in 0..reps {
-        let _ = std::hint::black_box(sk.apply_lookup_table(&ct, &lut));
-    }
-    t.elapsed().as_secs_f64() / reps as f64
-}
-
 fn main() {
     let batches: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(2);
     let batch = 8;
     let k = 5;
     let threads = rayon::current_num_threads();
     // The reference PBS must run single-threaded: measure it before any pool is busy.
-    let reference = reference_pbs_seconds();
+    let reference = blindtuner_runtime::tfhe::bench::reference_pbs_seconds(10);
     println!("reference_pbs_seconds = {reference:.5} (stock 2_2 KS-PBS, shortint, 1 thread)");
 
     let params = match std::env::args().nth(2).as_deref() {

@@ -153,6 +153,13 @@ pub struct Machine<'p> {
     pub counters: Counters,
     /// Learning-rate shift of the current epoch (`PlanTrain::lr_shift`).
     pub lr_shift: u32,
+    /// Differential testing against the encrypted backend: cells to use instead of the
+    /// noise-free ones, per `Lut` instruction (index in `plan.sample`), per element.
+    forced: BTreeMap<usize, Vec<usize>>,
+    /// With forced cells: `(instruction, noise-free cell, cell used)` per bootstrap.
+    pub cell_log: Vec<(usize, usize, usize)>,
+    /// Index in `plan.sample` of the instruction being executed.
+    pc: usize,
 }
 
 impl<'p> Machine<'p> {
@@ -170,6 +177,9 @@ impl<'p> Machine<'p> {
             label_pos: plan.labels.iter().enumerate().map(|(i, x)| (x.id.0, i)).collect(),
             counters: Counters::new(plan),
             lr_shift: 0,
+            forced: BTreeMap::new(),
+            cell_log: Vec::new(),
+            pc: 0,
         }
     }
 
@@ -198,9 +208,20 @@ impl<'p> Machine<'p> {
 
     /// The whole per-sample program: forward, error, backward, accumulation.
     pub fn run_sample(&mut self, s: &QSample) {
-        for inst in &self.plan.sample {
+        for (pc, inst) in self.plan.sample.iter().enumerate() {
+            self.pc = pc;
             self.exec(inst, s);
         }
+    }
+
+    /// [`Machine::run_sample`], but every bootstrap of `Lut` instruction `i` lands in
+    /// `cells[&i][element]` (the cells an encrypted run selected, recovered with the
+    /// client key) instead of the noise-free cell. Both choices are logged in
+    /// `cell_log`, so a test can tell levelled noise from lookup-table disagreements.
+    pub fn run_sample_forced(&mut self, s: &QSample, cells: BTreeMap<usize, Vec<usize>>) {
+        self.forced = cells;
+        self.run_sample(s);
+        self.forced.clear();
     }
 
     /// The per-step program (after every sample of the batch has accumulated).
@@ -258,19 +279,25 @@ impl<'p> Machine<'p> {
             Inst::Lut { lut, input, out } => {
                 let l = &plan.luts[lut.index()];
                 let li = lut.index();
-                let res: Vec<u64> = self.regs[input.index()]
-                    .iter()
-                    .map(|&t| {
-                        let x = l.in_fmt.to_real(t);
-                        self.counters.lut_evals[li] += 1;
-                        if x < l.window.0 || x >= l.window.1 {
-                            self.counters.lut_wrapped[li] += 1;
-                        } else if x < l.assumed.0 || x > l.assumed.1 {
-                            self.counters.lut_saturated[li] += 1;
+                let forced = self.forced.get(&self.pc);
+                let mut res = Vec::with_capacity(self.regs[input.index()].len());
+                for (e, &t) in self.regs[input.index()].iter().enumerate() {
+                    let x = l.in_fmt.to_real(t);
+                    self.counters.lut_evals[li] += 1;
+                    if x < l.window.0 || x >= l.window.1 {
+                        self.counters.lut_wrapped[li] += 1;
+                    } else if x < l.assumed.0 || x > l.assumed.1 {
+                        self.counters.lut_saturated[li] += 1;
+                    }
+                    let (v, cell) = l.eval_at(t, plan.poly_size, self.lr_shift);
+                    match forced.and_then(|f| f.get(e)) {
+                        Some(&used) => {
+                            self.cell_log.push((self.pc, cell, used));
+                            res.push(l.cell_value(used, self.lr_shift));
                         }
-                        l.eval_at(t, plan.poly_size, self.lr_shift).0
-                    })
-                    .collect();
+                        None => res.push(v),
+                    }
+                }
                 self.regs[out.index()] = res;
             }
             Inst::Add { a, b, out } => self.zip(a, b, out, |x, y| x.wrapping_add(y)),

@@ -1,6 +1,7 @@
 //! Plan execution backends.
 pub mod clear;
 pub mod data;
+pub mod order;
 pub mod rng;
 pub mod tfhe;
 pub mod train;

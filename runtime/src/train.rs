@@ -1,13 +1,13 @@
 //! Training loop over a plan with the clear backend.
 //!
-//! Order of samples: a deterministic shuffle per epoch derived from `plan.train.seed`.
-//! Batches: consecutive chunks of `plan.train.batch` samples; the last partial batch
+//! Order of samples: [`crate::order`] (a deterministic shuffle per epoch derived from
+//! `plan.train.seed`, shared with the encrypted backend). Batches: consecutive chunks of `plan.train.batch` samples; the last partial batch
 //! of an epoch is processed too (its update is the sum of its gradients scaled by the
 //! same `lr/B`, i.e. it counts as a batch of B with the missing samples contributing 0).
 
 use crate::clear::{Counters, Machine, QSample};
 use crate::data::Dataset;
-use crate::rng::SplitMix;
+use crate::order;
 use blindtuner_compiler::lower::cost::costs;
 use blindtuner_compiler::plan::Plan;
 use blindtuner_compiler::spec::LossKind;
@@ -64,9 +64,10 @@ pub fn train(plan: &Plan, train: &Dataset, test: Option<&Dataset>, opts: &TrainO
     let mut loss_per_epoch = Vec::with_capacity(epochs);
     for epoch in 0..epochs {
         m.lr_shift = plan.train.lr_shift(epoch);
-        SplitMix::derive(plan.train.seed, &format!("epoch {epoch}")).shuffle(&mut order);
+        order::shuffle_epoch(plan.train.seed, epoch, &mut order);
         let mut loss = 0.0;
-        for chunk in order.chunks(batch) {
+        for range in order::batches(order.len(), batch) {
+            let chunk = &order[range];
             for &i in chunk {
                 m.run_sample(&qtrain[i]);
                 if let Some(kind) = opts.loss {

@@ -1,8 +1,103 @@
-//! PLACEHOLDER: being written.
+//! `blindtuner keygen --out DIR [--bsk 12x3|10x4] [--insecure-seed N]`.
+//!
+//! Writes `DIR/client.key` (secret, owner-only) and `DIR/server.keys` (the evaluation
+//! keys: bootstrap, keyswitch and packing keyswitch keys). `encrypt` and `decrypt` find
+//! the client key in the same directory; only `server.keys` goes to the server.
 
 use crate::cli::KeygenArgs;
 use crate::error::CliError;
+use blindtuner_runtime::tfhe::files::{self, FileKind};
+use blindtuner_runtime::tfhe::{keygen, BskChoice, ClientKey, CryptoRng, ParamSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
-pub fn run(_args: &KeygenArgs) -> Result<(), CliError> {
-    Err(CliError::user("`keygen` is not implemented yet"))
+/// File name of the secret client key inside a key directory.
+pub const CLIENT_KEY: &str = "client.key";
+/// File name of the server key bundle inside a key directory.
+pub const SERVER_KEYS: &str = "server.keys";
+
+pub fn client_key_path(dir: &Path) -> PathBuf {
+    dir.join(CLIENT_KEY)
+}
+
+pub fn server_keys_path(dir: &Path) -> PathBuf {
+    dir.join(SERVER_KEYS)
+}
+
+/// The client key of a key directory, with a hint when the directory is not one.
+pub fn load_client_key(dir: &Path) -> Result<ClientKey, CliError> {
+    let path = client_key_path(dir);
+    if !path.exists() {
+        return Err(CliError::user(format!(
+            "no client key at `{}`: --keys must be a directory written by `blindtuner keygen --out DIR`",
+            path.display()
+        )));
+    }
+    Ok(files::load_client_key(&path)?)
+}
+
+pub fn parse_bsk(s: &str) -> Result<BskChoice, CliError> {
+    match s {
+        "12x3" | "12/3" => Ok(BskChoice::Bsk12x3),
+        "10x4" | "10/4" => Ok(BskChoice::Bsk10x4),
+        other => Err(CliError::user(format!(
+            "unknown bootstrap-key decomposition `{other}`: expected 12x3 (default) or 10x4"
+        ))),
+    }
+}
+
+pub fn run(args: &KeygenArgs) -> Result<(), CliError> {
+    let params = ParamSet::new(parse_bsk(&args.bsk)?);
+    let (ck_path, sk_path) = (client_key_path(&args.out), server_keys_path(&args.out));
+    if ck_path.exists() {
+        // The old key may be the only one that decrypts data or models made with it.
+        return Err(CliError::user(format!(
+            "`{}` already exists: refusing to overwrite a client key (it may be the only key that \
+             decrypts existing data); choose another --out directory or delete the old key yourself",
+            ck_path.display()
+        )));
+    }
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| CliError::user(format!("cannot create key directory `{}`: {e}", args.out.display())))?;
+    let mut rng = match args.insecure_seed {
+        Some(seed) => {
+            eprintln!("warning: --insecure-seed {seed}: anyone who knows the seed can rebuild these keys (tests and demos only)");
+            CryptoRng::from_seed(seed)
+        }
+        None => CryptoRng::from_os(),
+    };
+    eprintln!("generating keys for {} ...", params.id());
+    let start = Instant::now();
+    let (ck, sk) = keygen(&params, &mut rng);
+    let secs = start.elapsed().as_secs_f64();
+    // Server keys first: if writing them fails, no client key is left behind that would
+    // block a retry.
+    files::save_server_keys(&sk_path, &sk)?;
+    files::save_client_key(&ck_path, &ck)?;
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    println!("parameter set   {} (128-bit security)", params.id());
+    println!("fingerprint     {}", ck.fingerprint());
+    println!("{:<15} {}  ({})", FileKind::ClientKey.describe(), ck_path.display(), human_bytes(size(&ck_path)));
+    println!("{:<15} {}  ({})", FileKind::ServerKeys.describe(), sk_path.display(), human_bytes(size(&sk_path)));
+    println!("keygen time     {secs:.1} s");
+    println!();
+    println!("`{CLIENT_KEY}` is SECRET (mode 0600): keep it on this machine, it decrypts your data and model.");
+    println!("Send only `{SERVER_KEYS}` to the server, together with the encrypted dataset.");
+    Ok(())
+}
+
+/// `123.4 MiB`-style sizes for people.
+pub fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }

@@ -7,8 +7,10 @@ mod decrypt;
 mod encrypt;
 mod eval;
 mod keygen;
+mod progress;
 mod report;
 mod run;
+mod run_tfhe;
 mod train;
 
 use crate::cli::{ColorChoice, Command, SpecArgs};
@@ -111,4 +113,38 @@ pub fn write_output(out: Option<&Path>, text: &str) -> Result<(), CliError> {
                 .map_err(|e| CliError::user(format!("cannot write `{}`: {e}", p.display())))
         }
     }
+}
+
+/// Read a plan written by `compile --emit plan`; errors name the file.
+pub fn load_plan(path: &Path) -> Result<blindtuner_compiler::plan::Plan, CliError> {
+    use blindtuner_compiler::plan::{Plan, PLAN_VERSION};
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::user(format!("cannot read plan `{}`: {e}", path.display())))?;
+    // Check the version before the full shape so an old or newer plan gets the
+    // version message rather than a missing-field error.
+    let raw: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        let hint = if path.extension().is_some_and(|x| x == "bt") {
+            " (a spec: write its plan with `blindtuner compile FILE --emit plan -o PLAN`)"
+        } else {
+            ""
+        };
+        CliError::user(format!("`{}` is not a plan: invalid JSON ({e}){hint}", path.display()))
+    })?;
+    match raw.get("version").and_then(serde_json::Value::as_u64) {
+        Some(v) if v == u64::from(PLAN_VERSION) => {}
+        Some(v) => {
+            return Err(CliError::user(format!(
+                "`{}`: plan format version {v}, this build reads version {PLAN_VERSION} (recompile the spec)",
+                path.display()
+            )))
+        }
+        None => {
+            return Err(CliError::user(format!(
+                "`{}` is not a plan (no `version` field): write one with `blindtuner compile FILE --emit plan -o PLAN`",
+                path.display()
+            )))
+        }
+    }
+    serde_json::from_value::<Plan>(raw)
+        .map_err(|e| CliError::user(format!("`{}` is not a valid plan: {e}", path.display())))
 }

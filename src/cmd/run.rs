@@ -1,6 +1,6 @@
 //! `blindtuner run FILE --data PREFIX`: compile, train, evaluate, summarise.
 
-use super::{load_spec, report as report_cmd, Source};
+use super::{load_spec, report as report_cmd, run_tfhe, Source};
 use crate::cli::{Backend, RunArgs};
 use crate::error::CliError;
 use blindtuner_compiler::datadims::data_dims;
@@ -45,8 +45,37 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     src.warn(&ctx.notes);
     let plan = ctx.plan.as_ref().ok_or_else(|| CliError::user("internal: the pipeline produced no plan"))?;
     if args.backend == Backend::Tfhe {
-        // PLACEHOLDER (replaced by the encrypted `run` path).
-        return Err(CliError::user("the tfhe backend is not wired into `run` yet"));
+        // The epoch count is part of the plan the client encrypts for (label terms carry
+        // the run's largest learning-rate shift): apply the override to the plan itself.
+        let mut plan = plan.clone();
+        if let Some(e) = args.epochs {
+            plan.train.epochs = e;
+        }
+        if !args.json {
+            eprintln!(
+                "training `{}` on {} ({} samples, d = {}, k = {}) with the tfhe backend ...",
+                plan.model,
+                train_path.display(),
+                train_ds.len(),
+                train_ds.d,
+                plan.labels.first().map_or(0, |l| l.classes)
+            );
+        }
+        let job = run_tfhe::RunTfhe {
+            plan: &plan,
+            train: &train_ds,
+            test: &test_ds,
+            data: &args.data,
+            loss,
+            json: args.json,
+        };
+        let clear = run_tfhe::run(&job)?;
+        warn_violations(&plan, &clear);
+        if args.report {
+            println!();
+            print!("{}", report_cmd::text_of(&plan, &src.text));
+        }
+        return Ok(());
     }
     if !args.json {
         eprintln!(

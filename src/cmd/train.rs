@@ -1,8 +1,139 @@
-//! PLACEHOLDER: being written.
+//! `blindtuner train --plan PLAN --server-key FILE --data FILE --out MODEL`: the
+//! server's side. Only ever loads `server.keys`: no code path here can reach a client
+//! key (the types keep them apart, see `runtime::tfhe::keys`).
 
+use super::load_plan;
+use super::progress::Reporter;
 use crate::cli::TrainArgs;
 use crate::error::CliError;
+use blindtuner_compiler::lower::cost::costs;
+use blindtuner_compiler::plan::Plan;
+use blindtuner_runtime::clear::init_tensors;
+use blindtuner_runtime::order::steps_per_epoch;
+use blindtuner_runtime::tfhe::driver::{self, DriverConfig, TrainOutcome, TrainState};
+use blindtuner_runtime::tfhe::files::{self, PlanHash};
+use blindtuner_runtime::tfhe::{bench, EncDataset, ServerKeys};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-pub fn run(_args: &TrainArgs) -> Result<(), CliError> {
-    Err(CliError::user("`train` is not implemented yet"))
+pub fn run(args: &TrainArgs) -> Result<(), CliError> {
+    let plan = load_plan(&args.plan)?;
+    let keys = files::load_server_keys(&args.server_key, None)?;
+    // The dataset header must name these keys and this plan (errors name the file).
+    let data = files::load_dataset(&args.data, keys.fingerprint(), PlanHash::of(&plan))?;
+    let job = Job {
+        plan: &plan,
+        keys: &keys,
+        data: &data,
+        data_path: &args.data,
+        out: &args.out,
+        epochs: args.epochs,
+        resume: args.resume,
+        checkpoint_every: Duration::from_secs(args.checkpoint_every),
+    };
+    let outcome = serve(&job)?;
+    let n = outcome.samples.max(1) as f64;
+    eprintln!(
+        "wrote {} ({} steps, {} samples, {} PBS in {:.1} s here: {:.1} ms/sample, {:.0} PBS/s)",
+        args.out.display(),
+        outcome.steps,
+        outcome.samples,
+        outcome.state.pbs,
+        outcome.seconds,
+        outcome.seconds * 1e3 / n,
+        outcome.stats.pbs as f64 / outcome.seconds.max(1e-9)
+    );
+    Ok(())
+}
+
+/// One server-side training job: what `train` loads, and what `run --backend tfhe`
+/// hands over after encrypting locally.
+pub struct Job<'a> {
+    pub plan: &'a Plan,
+    pub keys: &'a ServerKeys,
+    pub data: &'a EncDataset,
+    /// For messages.
+    pub data_path: &'a Path,
+    pub out: &'a Path,
+    pub epochs: Option<usize>,
+    pub resume: bool,
+    pub checkpoint_every: Duration,
+}
+
+/// `<out>.ckpt`, next to the model.
+pub fn checkpoint_path(out: &Path) -> PathBuf {
+    let mut name = out.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".ckpt");
+    out.with_file_name(name)
+}
+
+/// Train (or resume) with the server keys only, write the model atomically to `out`,
+/// then drop the checkpoint.
+pub fn serve(job: &Job<'_>) -> Result<TrainOutcome, CliError> {
+    let (plan, keys) = (job.plan, job.keys);
+    let hash = PlanHash::of(plan);
+    let n = job.data.samples.len();
+    if n == 0 {
+        return Err(CliError::user(format!("`{}` holds no samples", job.data_path.display())));
+    }
+    let ckpt = checkpoint_path(job.out);
+    let state = if job.resume {
+        if !ckpt.exists() {
+            return Err(CliError::user(format!(
+                "--resume: no checkpoint `{}` (it is written during training; run without --resume to start over)",
+                ckpt.display()
+            )));
+        }
+        let state = driver::load_checkpoint(&ckpt, keys, hash)?;
+        if job.epochs.is_some_and(|e| e != state.epochs) {
+            return Err(CliError::user(format!(
+                "`{}` is a run of {} epochs: resume it without --epochs or with --epochs {}",
+                ckpt.display(),
+                state.epochs,
+                state.epochs
+            )));
+        }
+        state
+    } else {
+        let model = driver::trivial_model(plan, keys.params(), &init_tensors(plan))
+            .map_err(|e| CliError::user(format!("initial model: {e}")))?;
+        TrainState::fresh(model, job.epochs.unwrap_or(plan.train.epochs), n)
+    };
+    announce(plan, keys, n, &state);
+    let cfg = DriverConfig { checkpoint: Some(ckpt.clone()), checkpoint_every: job.checkpoint_every };
+    let mut progress = Reporter::for_stderr();
+    let result = driver::train(plan, keys, job.data, state, &cfg, &mut progress);
+    progress.finish();
+    let outcome = result.map_err(|e| CliError::user(format!("training on `{}`: {e}", job.data_path.display())))?;
+    files::save_model(job.out, keys.params().id(), keys.fingerprint(), hash, &outcome.state.model)?;
+    // The model is safely written: the checkpoint has served its purpose.
+    let _ = std::fs::remove_file(&ckpt);
+    Ok(outcome)
+}
+
+/// What the run will cost, before it starts.
+fn announce(plan: &Plan, keys: &ServerKeys, n: usize, state: &TrainState) {
+    let c = costs(plan);
+    let per_epoch = steps_per_epoch(n, plan.train.batch);
+    let steps = (per_epoch * state.epochs) as u64;
+    let left = steps.saturating_sub(state.steps_done);
+    let pbs = c.pbs_per_sample * (n * state.epochs) as u64 + c.step_pbs * steps;
+    let threads = rayon_threads();
+    let estimate = bench::pbs_seconds(keys, plan, 2)
+        .map(|t| {
+            let frac = left as f64 / steps.max(1) as f64;
+            format!(", ≈ {:.0} s of bootstraps on {threads} threads", t * pbs as f64 * frac / threads as f64)
+        })
+        .unwrap_or_default();
+    eprintln!(
+        "training `{}` encrypted ({}): {n} samples, {} epochs, {steps} steps ({left} to go), {} PBS per sample, {pbs} PBS in all{estimate}",
+        plan.model,
+        keys.params().id(),
+        state.epochs,
+        c.pbs_per_sample,
+    );
+}
+
+fn rayon_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }

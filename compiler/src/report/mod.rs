@@ -5,6 +5,7 @@
 //! Built from the plan alone (pure). `text.rs` renders it for people; the JSON form
 //! is the serde serialization of [`Report`] (totals at top level, `nodes` array).
 
+mod resources;
 mod text;
 
 use crate::lower::cost::costs;
@@ -12,6 +13,7 @@ use crate::plan::{Inst, LutEncoding, Plan, RegId, StepInst, TensorRole};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+pub use resources::{resources, resources_for, ParamDims, Resources, PARAM_SETS};
 pub use text::render_text;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -38,6 +40,8 @@ pub struct Report {
     pub luts: Vec<LutRow>,
     pub assumptions: Vec<AssumptionRow>,
     pub tensors: Vec<TensorRow>,
+    /// Security and resources of an encrypted run on the default parameter set.
+    pub resources: Resources,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -208,6 +212,7 @@ pub fn build(plan: &Plan, source: Option<&str>) -> Report {
         luts,
         assumptions,
         tensors,
+        resources: resources(plan, &c),
     }
 }
 

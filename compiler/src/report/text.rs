@@ -90,6 +90,7 @@ pub fn render_text(r: &Report) -> String {
             .collect();
         table(&mut s, &["tensor", "role", "shape", "format", "layout"], &rows, &[]);
     }
+    resources(&mut s, &r.resources);
     if !r.assumptions.is_empty() {
         let _ = writeln!(s);
         let _ = writeln!(s, "assumptions (not proven; the clear backend counts violations)");
@@ -99,6 +100,84 @@ pub fn render_text(r: &Report) -> String {
         }
     }
     s
+}
+
+fn resources(s: &mut String, r: &super::Resources) {
+    let others: Vec<&str> = r.allowed_param_sets.iter().map(String::as_str).filter(|id| *id != r.param_set).collect();
+    let _ = writeln!(s);
+    let _ = writeln!(s, "security & resources (encrypted backend, before the run)");
+    let _ = writeln!(s, "  {:<20} {} ({}-bit security)", "parameter set", r.param_set, r.security_bits);
+    if !others.is_empty() {
+        let _ = writeln!(
+            s,
+            "  {:<20} {} (keygen --bsk 10x4; every set is {}-bit)",
+            "also allowed",
+            others.join(", "),
+            r.security_bits
+        );
+    }
+    let _ = writeln!(s, "  {:<20} {} (secret: stays with the data owner)", "client key", bytes(r.client_key_bytes));
+    let _ = writeln!(
+        s,
+        "  {:<20} {} (bootstrap {}, keyswitch 2 × {}, packing keyswitch {})",
+        "server keys",
+        bytes(r.server_keys_bytes),
+        bytes(r.bootstrap_key_bytes),
+        bytes(r.keyswitch_keys_bytes / 2),
+        bytes(r.packing_key_bytes)
+    );
+    let _ = writeln!(
+        s,
+        "  {:<20} {} ({} seeded GGSW + {} label LWE)",
+        "upload per sample",
+        bytes(r.upload_bytes_per_sample),
+        r.ggsw_per_sample,
+        r.label_lwes_per_sample
+    );
+    let _ = writeln!(
+        s,
+        "  {:<20} {:.3} s per sample, {:.2} s per step, {:.0} s per 1000 samples",
+        "estimated time", r.est_seconds_per_sample, r.est_seconds_per_step, r.est_seconds_per_1000_samples
+    );
+    for (i, line) in wrap(r.timing_source, 96).iter().enumerate() {
+        let _ = writeln!(s, "  {:<20} {line}", if i == 0 { "timing source" } else { "" });
+    }
+    if let Some(w) = &r.warning {
+        let _ = writeln!(s, "  warning: {w}");
+    }
+}
+
+/// Greedy word wrap at `width` characters.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for word in text.split_whitespace() {
+        let last = lines.last_mut().map_or(0, |l| l.chars().count());
+        if last > 0 && last + 1 + word.chars().count() > width {
+            lines.push(String::new());
+        }
+        if let Some(l) = lines.last_mut() {
+            if !l.is_empty() {
+                l.push(' ');
+            }
+            l.push_str(word);
+        }
+    }
+    lines
+}
+
+/// `336.0 KiB`-style sizes.
+fn bytes(b: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let (mut v, mut u) = (b as f64, 0);
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 fn shape(s: &[usize]) -> String {

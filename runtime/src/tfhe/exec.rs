@@ -56,6 +56,7 @@ impl<'a> Server<'a> {
     /// Check the plan against the keys' parameters; fails on unsupported instructions.
     pub fn new(keys: &'a ServerKeys, plan: &'a Plan) -> Result<Server<'a>, TfheError> {
         let p = keys.params();
+        super::fftplan::pin(p.poly_size);
         let info = PlanInfo::analyse(plan, p)?;
         let accumulators = plan.luts.iter().map(|l| ops::accumulator(p, l, 0)).collect();
         Ok(Server {

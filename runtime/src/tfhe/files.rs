@@ -30,11 +30,13 @@ pub enum FileKind {
     ServerKeys = 2,
     Dataset = 3,
     Model = 4,
+    /// Training state of the server (model, position, counters): see `driver`.
+    Checkpoint = 5,
 }
 
 impl FileKind {
     fn from_u8(v: u8) -> Option<FileKind> {
-        [FileKind::ClientKey, FileKind::ServerKeys, FileKind::Dataset, FileKind::Model]
+        [FileKind::ClientKey, FileKind::ServerKeys, FileKind::Dataset, FileKind::Model, FileKind::Checkpoint]
             .into_iter()
             .find(|k| *k as u8 == v)
     }
@@ -44,6 +46,7 @@ impl FileKind {
             FileKind::ServerKeys => "server keys",
             FileKind::Dataset => "encrypted dataset",
             FileKind::Model => "encrypted model",
+            FileKind::Checkpoint => "training checkpoint",
         }
     }
 }
@@ -116,14 +119,14 @@ impl fmt::Display for FileError {
                 write!(f, "{p}: file format version {v}, this build reads version {FORMAT_VERSION}")
             }
             FileErrorKind::WrongKind { expected, found } => {
-                write!(f, "{p}: is a {}, expected a {}", found.describe(), expected.describe())
+                write!(f, "{p}: wrong kind of file: found {}, expected {}", found.describe(), expected.describe())
             }
             FileErrorKind::UnknownKind(k) => write!(f, "{p}: unknown file kind {k}"),
             FileErrorKind::TruncatedHeader => write!(f, "{p}: truncated: the header is incomplete"),
             FileErrorKind::UnknownParams(id) => write!(f, "{p}: unknown parameter set `{id}`"),
             FileErrorKind::WrongKey { expected, found } => write!(
                 f,
-                "{p}: encrypted under key {found}, but the key in use is {expected} (keys from another keygen?)"
+                "{p}: made with key {found}, which does not match the key in use ({expected}): keys from another keygen?"
             ),
             FileErrorKind::PlanMismatch { expected, found } => write!(
                 f,
@@ -163,14 +166,28 @@ pub fn write_file<T: Serialize>(path: &Path, header: &Header, value: &T) -> Resu
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     out.extend_from_slice(&Sha256::digest(&payload));
     out.extend_from_slice(&payload);
-    write_atomic(path, &out).map_err(|e| err(path, FileErrorKind::Io(e)))
+    let secret = header.kind == FileKind::ClientKey;
+    write_atomic(path, &out, secret).map_err(|e| err(path, FileErrorKind::Io(e)))
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// `secret`: create the file readable by its owner only (mode 0600 on Unix) from the
+/// first byte, so a client key is never briefly world-readable.
+fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> std::io::Result<()> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    // A leftover temporary file (crashed run, same pid) would keep its old mode.
+    let _ = std::fs::remove_file(&tmp);
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        if secret {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        #[cfg(not(unix))]
+        let _ = secret;
+        let mut f = opts.open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
@@ -291,6 +308,8 @@ pub fn save_server_keys(path: &Path, sk: &ServerKeys) -> Result<(), FileError> {
 
 /// `expected`: the fingerprint of the dataset/model the keys will be used with, if known.
 pub fn load_server_keys(path: &Path, expected: Option<Fingerprint>) -> Result<ServerKeys, FileError> {
+    // Deserializing the bootstrap key puts it in the FFT plan's order: fix the plan first.
+    super::fftplan::pin_all();
     let (h, sk): (Header, ServerKeys) =
         read_file(path, &Expect { kind: FileKind::ServerKeys, fingerprint: expected, plan: None })?;
     check_self_consistent(path, &h, sk.fingerprint())?;

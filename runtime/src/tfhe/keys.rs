@@ -141,6 +141,7 @@ impl ClientKey {
     /// parallel; the packing key dominates).
     pub fn server_keys(&self, rng: &mut CryptoRng) -> ServerKeys {
         let p = &self.params;
+        super::fftplan::pin(p.poly_size);
         let enc = rng.encryption_generator();
         let bsk = par_allocate_and_generate_new_lwe_bootstrap_key(
             &self.small,

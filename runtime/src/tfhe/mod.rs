@@ -9,10 +9,13 @@
 //! * [`pack`], [`keyswitch`] — batched keyswitches (vectorised, bit-identical to tfhe); [`files`] — versioned files.
 
 pub mod analysis;
+pub mod bench;
 pub mod cipher;
 pub mod client;
+pub mod driver;
 pub mod error;
 pub mod exec;
+pub mod fftplan;
 pub mod files;
 pub mod ggsw;
 mod kernel;

@@ -1,0 +1,210 @@
+//! The server's training driver on real keys, for a compiled sigmoid head (d = 8,
+//! k = 2, 6 samples, batch 2, 2 epochs with a learning-rate step): a killed and resumed
+//! run ends bit-identical to an uninterrupted one, the decrypted weights follow the
+//! clear backend, and the PBS counted at the bootstraps are the plan's cost.
+
+use blindtuner_compiler::lower::cost::costs;
+use blindtuner_compiler::pipeline;
+use blindtuner_compiler::plan::Plan;
+use blindtuner_runtime::clear::{self, Counters};
+use blindtuner_runtime::data::Dataset;
+use blindtuner_runtime::rng::SplitMix;
+use blindtuner_runtime::tfhe::driver::{self, DriverConfig, Progress, Silent, StepEvent, TrainState};
+use blindtuner_runtime::tfhe::files::{FileErrorKind, PlanHash};
+use blindtuner_runtime::tfhe::{keygen, ClientKey, CryptoRng, EncDataset, ParamSet, Server, ServerKeys};
+use blindtuner_runtime::train::{self, TrainOptions};
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+const SPEC: &str = "
+model tiny {
+  dim d = 8
+  dim k = 2
+  input  x : fixed[d] in [-4, 4]
+  label  y : onehot[k]
+  param  W : fixed[k, d] = uniform(-0.25, 0.25)
+  param  b : fixed[k]    = zeros
+  z    = W @ x + b
+  loss = sigmoid_cross_entropy(z, y)
+}
+train tiny {
+  optimizer = sgd(lr = 0.25)
+  schedule  = step(every = 1, factor = 0.5)
+  batch     = 2
+  epochs    = 2
+  seed      = 3
+}
+";
+
+struct Fixture {
+    plan: Plan,
+    ck: ClientKey,
+    sk: ServerKeys,
+    clear: Dataset,
+    enc: EncDataset,
+}
+
+/// Keys, plan and the encrypted dataset, made once per test binary.
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let (spec, diags) = blindtuner_compiler::check::check_source(SPEC, &BTreeMap::new());
+        let spec = spec.unwrap_or_else(|| panic!("spec does not check: {diags:?}"));
+        let plan = pipeline::run(spec, None).expect("lowers").plan.expect("plan");
+        let (ck, sk) = keygen(&ParamSet::default_set(), &mut CryptoRng::from_seed(11));
+        // Two separable classes: the sign of the first features decides.
+        let mut r = SplitMix::new(5);
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        for i in 0..6 {
+            let c = i % 2;
+            let sign = if c == 0 { -1.0 } else { 1.0 };
+            x.push((0..8).map(|j| if j < 3 { sign * r.uniform(1.0, 3.5) } else { r.uniform(-3.5, 3.5) }).collect());
+            y.push(c);
+        }
+        let clear = Dataset { x, y, d: 8 };
+        let info = Server::new(&sk, &plan).expect("plan runs on tfhe").info().clone();
+        let mut rng = CryptoRng::from_seed(12);
+        let mut counters = Counters::new(&plan);
+        let samples = clear
+            .x
+            .iter()
+            .zip(&clear.y)
+            .map(|(x, &y)| {
+                let q = clear::quantize(&plan, &[x], &[y], &mut counters);
+                ck.encrypt_sample(&plan, &info, &q.xq, &q.labels, &mut rng).expect("encrypts")
+            })
+            .collect();
+        Fixture { plan, ck, sk, clear, enc: EncDataset { samples } }
+    })
+}
+
+fn fresh(f: &Fixture) -> TrainState {
+    let init = clear::init_tensors(&f.plan);
+    let model = driver::trivial_model(&f.plan, f.sk.params(), &init).expect("trivial model");
+    TrainState::fresh(model, f.plan.train.epochs, f.enc.samples.len())
+}
+
+fn model_bytes(s: &TrainState) -> Vec<u8> {
+    bincode::serialize(&s.model).expect("serializes")
+}
+
+/// Stops the run after `stop_after` steps, as a kill would.
+struct KillAfter {
+    stop_after: u64,
+    seen: Vec<StepEvent>,
+}
+
+impl Progress for KillAfter {
+    fn step(&mut self, ev: &StepEvent) -> ControlFlow<()> {
+        self.seen.push(*ev);
+        if ev.step >= self.stop_after {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+    fn log(&mut self, _: &str) {}
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("bt-driver-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir.join(name)
+}
+
+fn uninterrupted(f: &Fixture) -> &'static TrainState {
+    static DONE: OnceLock<TrainState> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let cfg = DriverConfig { checkpoint: None, checkpoint_every: Duration::from_secs(3600) };
+        let out = driver::train(&f.plan, &f.sk, &f.enc, fresh(f), &cfg, &mut Silent).expect("trains");
+        assert!(out.state.is_complete());
+        assert_eq!(out.steps, 6, "3 batches of 2 per epoch, 2 epochs");
+        out.state
+    })
+}
+
+#[test]
+fn killed_and_resumed_runs_are_bit_identical() {
+    let f = fixture();
+    let full = uninterrupted(f);
+    // (stop after, checkpoint period): a checkpoint after every step and a kill in the
+    // middle of epoch 0; only end-of-epoch checkpoints and a kill in epoch 1 (the
+    // resume redoes the lost step).
+    for (stop_after, every, resumes_at) in [(2u64, Duration::ZERO, (0, 2)), (4, Duration::from_secs(3600), (1, 0))] {
+        let path = temp(&format!("kill{stop_after}.ckpt"));
+        let cfg = DriverConfig { checkpoint: Some(path.clone()), checkpoint_every: every };
+        let mut kill = KillAfter { stop_after, seen: Vec::new() };
+        let part = driver::train(&f.plan, &f.sk, &f.enc, fresh(f), &cfg, &mut kill).expect("trains");
+        assert!(!part.state.is_complete());
+        assert_eq!(kill.seen.len() as u64, stop_after);
+        assert_eq!(kill.seen[0].total_steps, 6);
+
+        let hash = PlanHash::of(&f.plan);
+        let state = driver::load_checkpoint(&path, &f.sk, hash).expect("checkpoint loads");
+        assert_eq!((state.epoch, state.step), resumes_at, "checkpoint position");
+        let rest = driver::train(&f.plan, &f.sk, &f.enc, state, &cfg, &mut Silent).expect("resumes");
+        assert!(rest.state.is_complete());
+        assert_eq!(rest.state.steps_done, 6);
+        assert_eq!(rest.state.pbs, full.pbs, "PBS count carries over the resume");
+        assert!(model_bytes(&rest.state) == model_bytes(full), "resumed model differs from the uninterrupted one");
+
+        // The checkpoint is bound to its plan.
+        let mut other = f.plan.clone();
+        other.train.seed += 1;
+        let err = driver::load_checkpoint(&path, &f.sk, PlanHash::of(&other)).expect_err("other plan");
+        assert!(matches!(err.kind, FileErrorKind::PlanMismatch { .. }), "{err}");
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
+#[test]
+fn decrypted_weights_follow_the_clear_backend() {
+    let f = fixture();
+    let full = uninterrupted(f);
+    let dec = f.ck.decrypt_model(&f.plan, &full.model).expect("decrypts");
+    let rep = train::train(&f.plan, &f.clear, None, &TrainOptions::default());
+    let enc_w = clear::decode_weights(&f.plan, &dec);
+    let clear_w = clear::decode_weights(&f.plan, &rep.tensors);
+    let init_w = clear::decode_weights(&f.plan, &clear::init_tensors(&f.plan));
+    let (mut worst, mut moved) = (0f64, 0f64);
+    for (name, (_, cw)) in &clear_w {
+        let (_, ew) = &enc_w[name];
+        let (_, iw) = &init_w[name];
+        for ((c, e), i) in cw.iter().zip(ew).zip(iw) {
+            worst = worst.max((c - e).abs());
+            moved = moved.max((c - i).abs());
+        }
+    }
+    eprintln!("max |encrypted − clear| = {worst:.5}, largest clear update = {moved:.4}");
+    // Training moved the weights by far more than the encrypted run deviates: the
+    // deviation is levelled noise plus at most a few one-cell LUT selections
+    // (each ≈ one error-table step × |x| ≤ lr·(LUT step)·4).
+    assert!(moved > 0.1, "the clear run barely trained ({moved})");
+    assert!(worst < moved / 10.0, "encrypted weights off by {worst} (updates {moved})");
+    // Same samples, same order: the decrypted model classifies the training set alike.
+    let acc_enc = train::accuracy(&f.plan, &dec, &f.clear);
+    assert!((acc_enc - rep.train_accuracy).abs() < 1e-9, "accuracy {acc_enc} vs clear {}", rep.train_accuracy);
+}
+
+#[test]
+fn pbs_counted_at_the_bootstraps_are_the_plan_cost() {
+    let f = fixture();
+    let full = uninterrupted(f);
+    let c = costs(&f.plan);
+    let samples = (f.enc.samples.len() * f.plan.train.epochs) as u64;
+    assert!(c.pbs_per_sample > 0);
+    assert_eq!(full.pbs, c.pbs_per_sample * samples + c.step_pbs * full.steps_done);
+}
+
+#[test]
+fn a_checkpoint_of_another_dataset_is_refused() {
+    let f = fixture();
+    let mut state = fresh(f);
+    state.samples = 7;
+    let cfg = DriverConfig { checkpoint: None, checkpoint_every: Duration::ZERO };
+    let err = driver::train(&f.plan, &f.sk, &f.enc, state, &cfg, &mut Silent).err().expect("refused");
+    assert!(err.to_string().contains("7 samples"), "{err}");
+}

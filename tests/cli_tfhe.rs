@@ -1,0 +1,106 @@
+//! The encrypted path through the binary: `run --backend tfhe` end to end, and the
+//! server's `train` command on files from `keygen`/`encrypt` (with a key mismatch).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn bt(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_blindtuner")).args(args).current_dir(root()).output().expect("binary runs")
+}
+
+fn ok(args: &[&str]) -> Output {
+    let out = bt(args);
+    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+#[test]
+fn run_tfhe_json_has_the_contract_keys_and_counted_pbs() {
+    let out = ok(&[
+        "run",
+        "models/mnist_vit_sigmoid.bt",
+        "--data",
+        "data/mnist-vit16",
+        "--backend",
+        "tfhe",
+        "--limit",
+        "16",
+        "--epochs",
+        "1",
+        "--json",
+    ]);
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    assert_eq!(stdout.lines().count(), 1, "one JSON object: {stdout}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    for key in [
+        "test_accuracy",
+        "train_seconds",
+        "steps",
+        "pbs_count",
+        "pbs_per_sample",
+        "pbs_per_second",
+        "peak_pbs_per_second",
+        "seconds_per_sample",
+        "max_abs_weight_diff_vs_clear",
+        "reference_pbs_seconds",
+        "param_set",
+        "clear_test_accuracy",
+    ] {
+        assert!(!v[key].is_null(), "missing `{key}` in {v}");
+    }
+    assert_eq!(v["backend"], "tfhe");
+    // k = 5 sigmoid LUTs per sample, counted at the bootstrap calls.
+    assert_eq!(v["pbs_count"].as_u64(), Some(16 * 5));
+    assert_eq!(v["steps"].as_u64(), Some(2), "16 samples in batches of 8");
+    let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    assert!(f("reference_pbs_seconds") > 0.0 && f("peak_pbs_per_second") > 0.0);
+    assert!(f("pbs_per_second") > 0.0 && f("seconds_per_sample") > 0.0);
+    // Two steps of lr 0.125: the encrypted weights track the clear ones closely.
+    let diff = f("max_abs_weight_diff_vs_clear");
+    assert!((0.0..0.05).contains(&diff), "weights differ from the clear run by {diff}");
+    assert!((0.0..=1.0).contains(&f("test_accuracy")));
+}
+
+#[test]
+fn train_command_runs_on_files_and_refuses_other_keys() {
+    let dir = std::env::temp_dir().join(format!("bt-cli-tfhe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (plan, keys, other, data, model) =
+        (dir.join("plan.json"), dir.join("keys"), dir.join("other"), dir.join("train.enc"), dir.join("model.enc"));
+    ok(&["compile", "models/mnist_vit_sigmoid.bt", "--set", "d=16", "--emit", "plan", "-o", s(&plan)]);
+    ok(&["keygen", "--out", s(&keys), "--insecure-seed", "1"]);
+    ok(&["keygen", "--out", s(&other), "--insecure-seed", "2"]);
+    let train = "data/mnist-vit16.train.csv";
+    ok(&["encrypt", "--keys", s(&keys), "--plan", s(&plan), "--data", train, "--out", s(&data), "--limit", "8"]);
+
+    // Server keys of another keygen: a clear error naming the dataset, exit 1.
+    let server = |k: &Path| k.join("server.keys");
+    let bad =
+        bt(&["train", "--plan", s(&plan), "--server-key", s(&server(&other)), "--data", s(&data), "--out", s(&model)]);
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("train.enc") && err.contains("key"), "{err}");
+    assert!(!model.exists());
+
+    // --resume without a checkpoint is an error, not a fresh start.
+    let args = ["train", "--plan", s(&plan), "--server-key", s(&server(&keys)), "--data", s(&data), "--out", s(&model)];
+    let resume = bt(&[&args[..], &["--resume"]].concat());
+    assert_eq!(resume.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&resume.stderr).contains("checkpoint"));
+
+    ok(&[&args[..], &["--epochs", "1"]].concat());
+    assert!(model.exists());
+    assert!(!dir.join("model.enc.ckpt").exists(), "the checkpoint is removed once the model is written");
+    let weights = dir.join("weights.json");
+    ok(&["decrypt", "--keys", s(&keys), "--plan", s(&plan), "--model", s(&model), "--out", s(&weights)]);
+    assert!(weights.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
