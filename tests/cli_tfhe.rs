@@ -91,7 +91,8 @@ fn train_command_runs_on_files_and_refuses_other_keys() {
     assert!(!model.exists());
 
     // --resume without a checkpoint is an error, not a fresh start.
-    let args = ["train", "--plan", s(&plan), "--server-key", s(&server(&keys)), "--data", s(&data), "--out", s(&model)];
+    let own = server(&keys);
+    let args = ["train", "--plan", s(&plan), "--server-key", s(&own), "--data", s(&data), "--out", s(&model)];
     let resume = bt(&[&args[..], &["--resume"]].concat());
     assert_eq!(resume.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&resume.stderr).contains("checkpoint"));

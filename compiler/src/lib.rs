@@ -21,6 +21,7 @@ pub mod datadims;
 pub mod diag;
 pub mod ir;
 pub mod lower;
+pub mod noise;
 pub mod pipeline;
 pub mod plan;
 pub mod report;

@@ -49,7 +49,7 @@ impl Progress for Reporter {
             }
             Reporter::Lines { last } => {
                 let epoch_end = ev.step_in_epoch == ev.steps_per_epoch;
-                let due = last.map_or(true, |t| t.elapsed() >= LOG_EVERY);
+                let due = !matches!(last, Some(t) if t.elapsed() < LOG_EVERY);
                 if epoch_end || due || ev.step == ev.total_steps {
                     let left = ev.total_steps.saturating_sub(ev.step);
                     let done_here = ev.steps_here.max(1) as f64;

@@ -22,6 +22,7 @@ mod kernel;
 pub mod keys;
 pub mod keyswitch;
 mod ops;
+pub mod noise_params;
 pub mod pack;
 pub mod params;
 pub mod rng;

@@ -1,0 +1,18 @@
+//! The noise model: variances of every value of a [`Plan`](crate::plan::Plan) under a
+//! tfhe parameter set, and what they mean for its lookup tables.
+//!
+//! * [`params`] — [`NoiseParams`]: the numbers of a parameter set, plain data;
+//! * [`formulas`] — closed-form variances of the lowered operations (tfhe's
+//!   `noise_formulas`, reimplemented: the compiler does not depend on tfhe);
+//! * [`tail`] — Gaussian tails: one-cell-off vs failure probabilities of a bootstrap;
+//! * [`analyze`](mod@analyze) — propagation through a plan: [`NoiseReport`].
+//!
+//! Unit everywhere: variance as a fraction of the torus, squared (see [`formulas`]).
+
+pub mod analyze;
+pub mod formulas;
+pub mod params;
+pub mod tail;
+
+pub use analyze::{analyze, AnalyzeOptions, DataProductNoise, Growing, LutNoise, NoiseReport, RegNoise, TensorNoise};
+pub use params::{Decomp, NoiseDist, NoiseParams};
