@@ -45,16 +45,35 @@ train lockstep {
 
 #[test]
 fn encrypted_weights_track_the_clear_backend_step_by_step() {
+    lock_step(SPEC, 16, 2);
+}
+
+/// A ViT-Base-sized embedding: W needs two GLWE polynomials (⌊2048/5⌋ = 409 features
+/// each), the plan and both backends are unchanged, PBS per sample stay k.
+#[test]
+fn d768_head_trains_encrypted_unchanged() {
+    let spec = SPEC
+        .replace("fixed[16]", "fixed[768]")
+        .replace("fixed[5, 16]", "fixed[5, 768]")
+        .replace("epochs    = 2", "epochs    = 1");
+    let plan = compile(&spec);
+    assert!(plan
+        .tensors
+        .iter()
+        .any(|t| matches!(t.layout, blindtuner_compiler::plan::Layout::DataPoly { polys: 2, .. })));
+    lock_step(&spec, 768, 1);
+}
+
+fn lock_step(src: &str, d: usize, steps_per_epoch: usize) {
     let (ck, sk) = keys();
-    let plan = compile(SPEC);
+    let plan = compile(src);
     let server = Server::new(sk, &plan).expect("plan supported by the tfhe backend");
     let info = server.info().clone();
     let mut clear = Machine::new(&plan);
     let mut model = ck.encrypt_model(&plan, &clear.tensors, &mut CryptoRng::from_seed(1)).expect("model");
     let mut rng = CryptoRng::from_seed(2);
     let mut data = Rng(3);
-    let (d, k, batch) = (16, 5, plan.train.batch);
-    let steps_per_epoch = 2;
+    let (k, batch) = (5, plan.train.batch);
     let (mut total, mut off, mut far) = (0usize, 0usize, 0usize);
     let mut worst_noise = 0u64;
     for epoch in 0..plan.train.epochs {
