@@ -456,9 +456,17 @@ pub struct PlanTrain {
     pub seed: u64,
     pub lr: f64,
     pub optimizer: String,
+    /// Global failure budget of the spec (probability that any bootstrap of the run
+    /// lands two or more cells off).
+    #[serde(default = "default_p_fail")]
+    pub p_fail: f64,
     /// Step decay: in epoch `e` the learning rate is `lr · 2^-lr_shift(e)`.
     #[serde(default)]
     pub schedule: Option<PlanSchedule>,
+}
+
+fn default_p_fail() -> f64 {
+    2f64.powi(-40)
 }
 
 impl PlanTrain {

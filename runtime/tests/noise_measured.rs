@@ -60,13 +60,20 @@ fn keyswitch_modulus_switch_and_pbs() {
     let input = ck.encrypt_lwe_vec(KeyKind::Data, &msgs, &mut crng);
     let (out, small) = server.lut(LutId(0), &input).expect("bootstrap");
 
-    let ks = small.iter().zip(&msgs).map(|(ct, &m)| {
-        torus_diff(ck.decrypt_lwe(KeyKind::Small, ct), m.wrapping_add(lut.offset))
-    });
-    check("keyswitch 2048 → 918 (4/4) + fresh", variance(ks), np.glwe_var() + f::keyswitch(&np, 2048, np.ks, np.lwe_var()));
+    let ks = small
+        .iter()
+        .zip(&msgs)
+        .map(|(ct, &m)| torus_diff(ck.decrypt_lwe(KeyKind::Small, ct), m.wrapping_add(lut.offset)));
+    check(
+        "keyswitch 2048 → 918 (4/4) + fresh",
+        variance(ks),
+        np.glwe_var() + f::keyswitch(&np, 2048, np.ks, np.lwe_var()),
+    );
 
     // The index the blind rotation used, back on the torus, minus the small-key phase.
-    let ms = small.iter().map(|ct| torus_diff((ck.pbs_index(ct) as u64) << (64 - (2 * n).trailing_zeros()), ck.decrypt_lwe(KeyKind::Small, ct)));
+    let ms = small.iter().map(|ct| {
+        torus_diff((ck.pbs_index(ct) as u64) << (64 - (2 * n).trailing_zeros()), ck.decrypt_lwe(KeyKind::Small, ct))
+    });
     check("modulus switch to 2N", variance(ms), f::pbs_modulus_switch(&np));
 
     let pbs = out.cts.iter().zip(&small).map(|(ct, s)| {
@@ -90,8 +97,7 @@ fn data_external_product() {
     let count = 100;
     for _ in 0..count {
         // The probe's forward polynomial: d = 64 features in [−32, 31] + the constant 8, k = 5.
-        let mut xq = features(&mut rng, 64);
-        xq.push(8);
+        let xq: Vec<i64> = features(&mut rng, 64).into_iter().chain([8]).collect();
         let mu = data_polynomial(&xq, 5, 409, 0, Direction::Forward, p.n());
         let norm2: f64 = mu.iter().map(|&m| (m * m) as f64).sum();
         predicted += f::external_product(&np, np.ggsw, np.glwe_var(), norm2) / count as f64;

@@ -136,9 +136,9 @@ fn lock_step(src: &str, d: usize, steps_per_epoch: usize) {
         (worst_noise.max(1) as f64).log2()
     );
     // One cell off is expected and benign (the modulus switch to 2N rounds the phase;
-    // with z at 2^58 per unit a 1/4 cell spans 16 of the 4096 positions, so about half
-    // of the bootstraps near a cell edge move): it is applied to the clear run above,
-    // so the weights still agree. Further off would be a failure.
+    // the noise model predicts ~16 % for the sigmoid table's 2^57-wide cells): it is
+    // applied to the clear run above, so the weights still agree. Further off would be
+    // a failure (predicted 3e-8 per bootstrap).
     assert_eq!(far, 0, "a bootstrap landed more than one cell off");
     assert!(off < total, "every bootstrap off by one: the cell recovery is wrong");
     assert_eq!(total, plan.train.epochs * steps_per_epoch * batch * k);

@@ -263,6 +263,7 @@ pub fn emit(
             seed: spec.train.seed,
             lr: spec.train.optimizer.lr(),
             optimizer,
+            p_fail: spec.train.p_fail,
             schedule: spec.train.schedule.map(|s| PlanSchedule { every: s.every, shift: s.shift }),
         },
         assumptions: r.assumptions.clone(),
@@ -301,7 +302,7 @@ fn loss_error(
                     assumed: (-a, a),
                     out_shift: lsb as u32,
                 },
-                0.25,
+                0.5,
                 n,
             );
             let raw = em.apply(LrScaled(lut).into(), z, out_fmt, span);

@@ -277,7 +277,8 @@ impl<'a> Cx<'a> {
                 }
                 Inst::DataOuterAcc { grad, e, input } => {
                     let Some(ve) = get(e, &out.regs) else {
-                        out.unsupported.push(format!("gradient of `{}` from an unmodelled error", plan.regs[e.index()].name));
+                        out.unsupported
+                            .push(format!("gradient of `{}` from an unmodelled error", plan.regs[e.index()].name));
                         continue;
                     };
                     let t = &plan.tensors[grad.index()];

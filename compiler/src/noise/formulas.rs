@@ -194,10 +194,14 @@ mod tests {
         assert!(ep(Decomp::new(12, 4), 1.0) > ep(Decomp::new(10, 4), 1.0));
         // Rounding grows with ‖μ‖².
         assert!(ep(P.ggsw, 2e4) > ep(P.ggsw, 1e4));
-        assert!(keyswitch(&P, 2048, Decomp::new(4, 4), P.lwe_var()) < keyswitch(&P, 2048, Decomp::new(4, 3), P.lwe_var()));
+        assert!(
+            keyswitch(&P, 2048, Decomp::new(4, 4), P.lwe_var()) < keyswitch(&P, 2048, Decomp::new(4, 3), P.lwe_var())
+        );
         assert!(pbs(&P, Decomp::new(10, 4)) < pbs(&P, Decomp::new(12, 3)));
         assert!(pbs(&P, Decomp::new(12, 3)) < pbs(&P, Decomp::new(23, 1)));
-        assert!(packing_keyswitch(&P, 2048, P.pks, P.glwe_var(), 10) > packing_keyswitch(&P, 2048, P.pks, P.glwe_var(), 5));
+        assert!(
+            packing_keyswitch(&P, 2048, P.pks, P.glwe_var(), 10) > packing_keyswitch(&P, 2048, P.pks, P.glwe_var(), 5)
+        );
     }
 
     #[test]

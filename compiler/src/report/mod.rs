@@ -9,6 +9,8 @@ mod resources;
 mod text;
 
 use crate::lower::cost::costs;
+use crate::noise::analyze::{analyze, AnalyzeOptions};
+use crate::noise::params::NoiseParams;
 use crate::plan::{Inst, LutEncoding, Plan, RegId, StepInst, TensorRole};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -84,6 +86,15 @@ pub struct LutRow {
     pub window: (f64, f64),
     /// Width of one input cell in real units.
     pub resolution: f64,
+    /// Predicted noise of the bootstrap input (register + keyswitch + modulus switch),
+    /// `log2 σ` in torus units of 2^-64, at the first step.
+    pub input_log2_std: f64,
+    /// `log2(half cell / σ)`: bits of headroom before σ reaches half a cell.
+    pub margin_bits: f64,
+    /// Probability that a bootstrap lands in a neighbouring cell (benign: numeric error).
+    pub p_one_cell_off: f64,
+    /// Probability that it lands two or more cells off (a failure).
+    pub p_far: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -147,10 +158,13 @@ pub fn build(plan: &Plan, source: Option<&str>) -> Report {
             line: None,
         });
     }
+    let noise = analyze(plan, &NoiseParams::DEFAULT, &AnalyzeOptions::new(plan.train.p_fail));
     let luts = plan
         .luts
         .iter()
-        .map(|l| LutRow {
+        .enumerate()
+        .map(|(i, l)| (l, noise.luts.iter().find(|n| n.lut.index() == i)))
+        .map(|(l, n)| LutRow {
             name: l.name.clone(),
             func: l.func.clone(),
             cells: l.table.len(),
@@ -161,6 +175,10 @@ pub fn build(plan: &Plan, source: Option<&str>) -> Report {
             assumed: l.assumed,
             window: l.window,
             resolution: cell_width(l, plan.poly_size),
+            input_log2_std: n.map_or(f64::NAN, |n| n.log2_std),
+            margin_bits: n.map_or(f64::NAN, |n| n.margin_bits),
+            p_one_cell_off: n.map_or(f64::NAN, |n| n.errors.one_off),
+            p_far: n.map_or(f64::NAN, |n| n.errors.far),
         })
         .collect();
     let assumptions = plan

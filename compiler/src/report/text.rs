@@ -62,15 +62,44 @@ pub fn render_text(r: &Report) -> String {
                     l.encoding.to_string(),
                     pair(l.assumed),
                     pair(l.window),
+                    format!("2^{:.1}", l.input_log2_std),
+                    format!("{:+.1}", l.margin_bits),
+                    format!("{:.3}", l.p_one_cell_off),
+                    format!("{:.1e}", l.p_far),
                 ]
             })
             .collect();
         table(
             &mut s,
-            &["lut", "function", "cells", "cell width", "encoding", "assumed input", "window"],
+            &[
+                "lut",
+                "function",
+                "cells",
+                "cell width",
+                "encoding",
+                "assumed input",
+                "window",
+                "input σ",
+                "margin (bits)",
+                "P(1 cell off)",
+                "P(further)",
+            ],
             &rows,
-            &[2, 3],
+            &[2, 3, 7, 8, 9, 10],
         );
+        let worst = r.luts.iter().map(|l| l.p_far).fold(0.0, f64::max);
+        let _ = writeln!(
+            s,
+            "  noise: tfhe's formulas for the default parameter set, at the first step; one cell off is a numeric \
+             error, further off is a failure"
+        );
+        if worst > 1e-6 {
+            let _ = writeln!(
+                s,
+                "  warning: some tables are finer than the bootstrap noise allows (P(further) > 1e-6): \
+                 they need coarser cells to train encrypted"
+            );
+        }
     }
     if !r.tensors.is_empty() {
         let _ = writeln!(s);

@@ -138,7 +138,15 @@ pub fn head_plan(d: usize, k: usize) -> Plan {
         forward_len: 1,
         logits: z,
         step: vec![StepInst::SubAssign { dst: TensorId(0), src: TensorId(1) }, StepInst::Zero { dst: TensorId(1) }],
-        train: PlanTrain { batch: 2, epochs: 1, seed: 1, lr: 1.0 / 16.0, optimizer: "sgd".into(), schedule: None },
+        train: PlanTrain {
+            batch: 2,
+            epochs: 1,
+            seed: 1,
+            lr: 1.0 / 16.0,
+            optimizer: "sgd".into(),
+            schedule: None,
+            p_fail: 2f64.powi(-40),
+        },
         assumptions: vec![],
     }
 }
