@@ -34,7 +34,12 @@ pub fn run(args: &EncryptArgs) -> Result<(), CliError> {
     let mut counters = Counters::new(&plan);
     let samples: Vec<QSample> =
         data.x.iter().zip(&data.y).map(|(x, &y)| quantize(&plan, &[x], &[y], &mut counters)).collect();
-    warn_clamped(&plan, &counters);
+    super::warn_clamped(
+        &plan,
+        &counters.clamped,
+        "values",
+        "`blindtuner calibrate-ranges` prints the observed ranges of a CSV",
+    );
 
     eprintln!("encrypting {} samples of {} for plan `{}` ...", samples.len(), args.data.display(), plan.model);
     let start = Instant::now();
@@ -67,9 +72,14 @@ fn single_input(plan: &Plan, path: &std::path::Path) -> Result<(usize, usize), C
 
 /// Encrypt every sample, in order, on all cores. Each worker has its own OS-seeded
 /// generator: ciphertexts need fresh randomness, not reproducibility.
-fn encrypt_all(ck: &ClientKey, plan: &Plan, info: &PlanInfo, samples: &[QSample]) -> Result<Vec<EncSample>, CliError> {
+pub(super) fn encrypt_all(
+    ck: &ClientKey,
+    plan: &Plan,
+    info: &PlanInfo,
+    samples: &[QSample],
+) -> Result<Vec<EncSample>, CliError> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(samples.len()).max(1);
-    let chunk = samples.len().div_ceil(workers);
+    let chunk = samples.len().div_ceil(workers).max(1);
     let bar = ProgressBar::new(samples.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} samples  {per_sec}  ETA {eta}")
@@ -107,26 +117,4 @@ fn encrypt_all(ck: &ClientKey, plan: &Plan, info: &PlanInfo, samples: &[QSample]
         out.extend(r?);
     }
     Ok(out)
-}
-
-/// Same warning as `run`: values outside the declared input range were clamped.
-fn warn_clamped(plan: &Plan, counters: &Counters) {
-    for (input, per_feature) in plan.inputs.iter().zip(&counters.clamped) {
-        let total: u64 = per_feature.iter().sum();
-        if total == 0 {
-            continue;
-        }
-        let mut worst: Vec<(usize, u64)> = per_feature.iter().copied().enumerate().filter(|&(_, c)| c > 0).collect();
-        worst.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        let list: Vec<String> = worst.iter().take(12).map(|(f, c)| format!("f{f}: {c}")).collect();
-        let more = if worst.len() > 12 { format!(", ... ({} features in all)", worst.len()) } else { String::new() };
-        eprintln!(
-            "warning: {total} values clamped to the declared range [{}, {}] of input `{}` ({}{more})",
-            input.range.0,
-            input.range.1,
-            input.name,
-            list.join(", ")
-        );
-        eprintln!("  hint: `blindtuner calibrate-ranges` prints the observed ranges of a CSV");
-    }
 }

@@ -6,6 +6,7 @@
 
 use crate::cli::KeygenArgs;
 use crate::error::CliError;
+pub use blindtuner_compiler::report::human_bytes;
 use blindtuner_runtime::tfhe::files::{self, FileKind};
 use blindtuner_runtime::tfhe::{keygen, BskChoice, ClientKey, CryptoRng, ParamSet};
 use std::path::{Path, PathBuf};
@@ -84,20 +85,4 @@ pub fn run(args: &KeygenArgs) -> Result<(), CliError> {
     println!("`{CLIENT_KEY}` is SECRET (mode 0600): keep it on this machine, it decrypts your data and model.");
     println!("Send only `{SERVER_KEYS}` to the server, together with the encrypted dataset.");
     Ok(())
-}
-
-/// `123.4 MiB`-style sizes for people.
-pub fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }

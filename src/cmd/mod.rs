@@ -148,3 +148,26 @@ pub fn load_plan(path: &Path) -> Result<blindtuner_compiler::plan::Plan, CliErro
     serde_json::from_value::<Plan>(raw)
         .map_err(|e| CliError::user(format!("`{}` is not a valid plan: {e}", path.display())))
 }
+
+/// Warn about feature values outside an input's declared range (clamped by the
+/// quantization), per feature, worst first.
+pub fn warn_clamped(plan: &blindtuner_compiler::plan::Plan, clamped: &[Vec<u64>], noun: &str, hint: &str) {
+    for (input, per_feature) in plan.inputs.iter().zip(clamped) {
+        let total: u64 = per_feature.iter().sum();
+        if total == 0 {
+            continue;
+        }
+        let mut worst: Vec<(usize, u64)> = per_feature.iter().copied().enumerate().filter(|&(_, c)| c > 0).collect();
+        worst.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let list: Vec<String> = worst.iter().take(12).map(|(f, c)| format!("f{f}: {c}")).collect();
+        let more = if worst.len() > 12 { format!(", ... ({} features in all)", worst.len()) } else { String::new() };
+        eprintln!(
+            "warning: {total} {noun} clamped to the declared range [{}, {}] of input `{}` ({}{more})",
+            input.range.0,
+            input.range.1,
+            input.name,
+            list.join(", ")
+        );
+        eprintln!("  hint: {hint}");
+    }
+}

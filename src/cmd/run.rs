@@ -138,24 +138,12 @@ fn spec_loss(spec: &Spec) -> Option<blindtuner_compiler::spec::LossKind> {
 }
 
 fn warn_violations(plan: &Plan, rep: &TrainReport) {
-    for (input, per_feature) in plan.inputs.iter().zip(&rep.clamped) {
-        let total: u64 = per_feature.iter().sum();
-        if total == 0 {
-            continue;
-        }
-        let mut worst: Vec<(usize, u64)> = per_feature.iter().copied().enumerate().filter(|&(_, c)| c > 0).collect();
-        worst.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        let list: Vec<String> = worst.iter().take(12).map(|(f, c)| format!("f{f}: {c}")).collect();
-        let more = if worst.len() > 12 { format!(", ... ({} features in all)", worst.len()) } else { String::new() };
-        eprintln!(
-            "warning: {total} training values clamped to the declared range [{}, {}] of input `{}` ({}{more})",
-            input.range.0,
-            input.range.1,
-            input.name,
-            list.join(", ")
-        );
-        eprintln!("  hint: `blindtuner calibrate-ranges` prints the observed ranges; `run --fit-ranges` uses them");
-    }
+    super::warn_clamped(
+        plan,
+        &rep.clamped,
+        "training values",
+        "`blindtuner calibrate-ranges` prints the observed ranges; `run --fit-ranges` uses them",
+    );
     for l in &rep.luts {
         if l.saturated > 0 || l.wrapped > 0 {
             eprintln!(

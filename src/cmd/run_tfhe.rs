@@ -12,7 +12,7 @@ use blindtuner_compiler::spec::LossKind;
 use blindtuner_runtime::clear::{decode_weights, quantize, Counters, QSample};
 use blindtuner_runtime::data::Dataset;
 use blindtuner_runtime::tfhe::files::{self, PlanHash};
-use blindtuner_runtime::tfhe::{bench, keygen, ClientKey, CryptoRng, EncDataset, EncSample, ParamSet, PlanInfo};
+use blindtuner_runtime::tfhe::{bench, keygen, CryptoRng, EncDataset, ParamSet, PlanInfo};
 use blindtuner_runtime::train::{accuracy, train, TrainOptions, TrainReport};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -63,7 +63,7 @@ pub fn run(r: &RunTfhe<'_>) -> Result<TrainReport, CliError> {
     let q: Vec<QSample> =
         r.train.x.iter().zip(&r.train.y).map(|(x, &y)| quantize(plan, &[x], &[y], &mut counters)).collect();
     let t = Instant::now();
-    let data = EncDataset { samples: encrypt_all(&ck, plan, &info, &q)? };
+    let data = EncDataset { samples: super::encrypt::encrypt_all(&ck, plan, &info, &q)? };
     let encrypt_seconds = t.elapsed().as_secs_f64();
 
     // Server: the `train` path, with the server keys only.
@@ -116,37 +116,6 @@ fn max_abs_diff(plan: &Plan, enc: &[Vec<u64>], clear: &[Vec<u64>]) -> f64 {
         .filter_map(|(name, (_, ev))| c.get(name).map(|(_, cv)| (ev, cv)))
         .flat_map(|(ev, cv)| ev.iter().zip(cv).map(|(a, b)| (a - b).abs()))
         .fold(0.0, f64::max)
-}
-
-/// Encrypt every sample in order, one OS-seeded generator per worker thread.
-fn encrypt_all(ck: &ClientKey, plan: &Plan, info: &PlanInfo, q: &[QSample]) -> Result<Vec<EncSample>, CliError> {
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(q.len()).max(1);
-    let chunk = q.len().div_ceil(workers).max(1);
-    let parts: Vec<Result<Vec<EncSample>, CliError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = q
-            .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || {
-                    let mut rng = CryptoRng::from_os();
-                    part.iter()
-                        .map(|s| {
-                            ck.encrypt_sample(plan, info, &s.xq, &s.labels, &mut rng)
-                                .map_err(|e| CliError::user(e.to_string()))
-                        })
-                        .collect()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(CliError::user("internal: an encryption worker panicked"))))
-            .collect()
-    });
-    let mut out = Vec::with_capacity(q.len());
-    for p in parts {
-        out.extend(p?);
-    }
-    Ok(out)
 }
 
 fn summary_json(plan: &Plan, r: &RunTfhe<'_>, clear: &TrainReport, m: &Measured) -> String {

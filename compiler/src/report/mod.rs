@@ -16,7 +16,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 pub use resources::{resources, resources_for, ParamDims, Resources, PARAM_SETS};
-pub use text::render_text;
+pub use text::{human_bytes, render_text};
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Report {

@@ -145,21 +145,22 @@ fn resources(s: &mut String, r: &super::Resources) {
             r.security_bits
         );
     }
-    let _ = writeln!(s, "  {:<20} {} (secret: stays with the data owner)", "client key", bytes(r.client_key_bytes));
+    let _ =
+        writeln!(s, "  {:<20} {} (secret: stays with the data owner)", "client key", human_bytes(r.client_key_bytes));
     let _ = writeln!(
         s,
         "  {:<20} {} (bootstrap {}, keyswitch 2 × {}, packing keyswitch {})",
         "server keys",
-        bytes(r.server_keys_bytes),
-        bytes(r.bootstrap_key_bytes),
-        bytes(r.keyswitch_keys_bytes / 2),
-        bytes(r.packing_key_bytes)
+        human_bytes(r.server_keys_bytes),
+        human_bytes(r.bootstrap_key_bytes),
+        human_bytes(r.keyswitch_keys_bytes / 2),
+        human_bytes(r.packing_key_bytes)
     );
     let _ = writeln!(
         s,
         "  {:<20} {} ({} seeded GGSW + {} label LWE)",
         "upload per sample",
-        bytes(r.upload_bytes_per_sample),
+        human_bytes(r.upload_bytes_per_sample),
         r.ggsw_per_sample,
         r.label_lwes_per_sample
     );
@@ -195,7 +196,7 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
 }
 
 /// `336.0 KiB`-style sizes.
-fn bytes(b: u64) -> String {
+pub fn human_bytes(b: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let (mut v, mut u) = (b as f64, 0);
     while v >= 1024.0 && u + 1 < UNITS.len() {

@@ -124,25 +124,12 @@ impl ClientKey {
 
     /// Encrypt the model: `values[t]` is tensor `t` row-major (`rows × cols` torus values).
     pub fn encrypt_model(&self, plan: &Plan, values: &[Vec<u64>], rng: &mut CryptoRng) -> Result<EncModel, TfheError> {
-        if values.len() != plan.tensors.len() {
-            return Err(bad_ct(format!("{} tensor values for {} plan tensors", values.len(), plan.tensors.len())));
-        }
         let p = &self.params;
-        let mut tensors = Vec::with_capacity(values.len());
-        for (t, v) in plan.tensors.iter().zip(values) {
-            if v.len() != t.rows * t.cols {
-                return Err(bad_ct(format!("tensor `{}`: {} values for {}×{}", t.name, v.len(), t.rows, t.cols)));
-            }
-            let enc = match t.layout {
-                Layout::DataPoly { per_poly, polys, .. } => {
-                    let mut msgs = vec![vec![0u64; p.n()]; polys];
-                    for r in 0..t.rows {
-                        for j in 0..t.cols {
-                            let (pi, c) = data_poly_pos(t.rows, per_poly, r, j);
-                            msgs[pi][c] = v[r * t.cols + j];
-                        }
-                    }
-                    let glwes = msgs
+        let tensors = model_messages(plan, p.n(), values)?
+            .into_iter()
+            .map(|m| match m {
+                TensorMessages::Poly(polys) => EncTensor::Poly(
+                    polys
                         .into_iter()
                         .map(|m| {
                             let mut g = GlweCiphertext::new(0u64, p.glwe_size(), p.poly_size, p.modulus);
@@ -150,13 +137,11 @@ impl ClientKey {
                             encrypt_glwe_ciphertext(&self.data, &mut g, &pt, p.glwe_noise, rng.encryption_generator());
                             g
                         })
-                        .collect();
-                    EncTensor::Poly(glwes)
-                }
-                Layout::Lwe => EncTensor::Lwe(self.encrypt_lwe_vec(KeyKind::Data, v, rng)),
-            };
-            tensors.push(enc);
-        }
+                        .collect(),
+                ),
+                TensorMessages::Lwe(v) => EncTensor::Lwe(self.encrypt_lwe_vec(KeyKind::Data, &v, rng)),
+            })
+            .collect();
         Ok(EncModel { tensors })
     }
 
@@ -211,4 +196,44 @@ fn augmented(input: &PlanInput, x: &[i64]) -> Result<Vec<i64>, TfheError> {
         return Ok(x.iter().copied().chain(input.one).collect());
     }
     Err(bad_ct(format!("input `{}` has {} features, expected {}", input.name, x.len(), input.len)))
+}
+
+/// The plaintexts of a model in the tensors' layouts: the polynomials of a `DataPoly`
+/// tensor, the coefficients of an `Lwe` one. Shared by encryption under the client key
+/// and by the trivial encryption of the (public) initial model.
+pub(crate) enum TensorMessages {
+    Poly(Vec<Vec<u64>>),
+    Lwe(Vec<u64>),
+}
+
+/// Check `values` against the plan's tensors and lay them out (`n` = polynomial size).
+pub(crate) fn model_messages(plan: &Plan, n: usize, values: &[Vec<u64>]) -> Result<Vec<TensorMessages>, TfheError> {
+    if values.len() != plan.tensors.len() {
+        return Err(bad_ct(format!("{} tensor values for {} plan tensors", values.len(), plan.tensors.len())));
+    }
+    plan.tensors
+        .iter()
+        .zip(values)
+        .map(|(t, v)| {
+            if v.len() != t.rows * t.cols {
+                return Err(bad_ct(format!("tensor `{}`: {} values for {}×{}", t.name, v.len(), t.rows, t.cols)));
+            }
+            Ok(match t.layout {
+                Layout::DataPoly { per_poly, polys, .. } => {
+                    let mut msgs = vec![vec![0u64; n]; polys];
+                    for r in 0..t.rows {
+                        for j in 0..t.cols {
+                            let (pi, c) = data_poly_pos(t.rows, per_poly, r, j);
+                            let slot = msgs.get_mut(pi).and_then(|m| m.get_mut(c));
+                            let slot =
+                                slot.ok_or_else(|| bad_ct(format!("tensor `{}` does not fit its layout", t.name)))?;
+                            *slot = v[r * t.cols + j];
+                        }
+                    }
+                    TensorMessages::Poly(msgs)
+                }
+                Layout::Lwe => TensorMessages::Lwe(v.clone()),
+            })
+        })
+        .collect()
 }

@@ -17,7 +17,7 @@ use super::keys::{KeyKind, ServerKeys};
 use super::params::ParamSet;
 use super::stats::StatsSnapshot;
 use crate::order;
-use blindtuner_compiler::plan::{Layout, Plan};
+use blindtuner_compiler::plan::Plan;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::ops::ControlFlow;
@@ -270,37 +270,20 @@ pub fn load_checkpoint(path: &Path, keys: &ServerKeys, plan: PlanHash) -> Result
 /// them) as trivial ciphertexts: no key needed, because the initial weights are public
 /// (the spec's init and seed). The first step adds encrypted gradients to them.
 pub fn trivial_model(plan: &Plan, p: &ParamSet, values: &[Vec<u64>]) -> Result<EncModel, TfheError> {
-    use super::client::data_poly_pos;
-    let bad = |m: String| TfheError::BadCiphertext(m);
-    if values.len() != plan.tensors.len() {
-        return Err(bad(format!("{} tensor values for {} plan tensors", values.len(), plan.tensors.len())));
-    }
-    let mut tensors = Vec::with_capacity(values.len());
-    for (t, v) in plan.tensors.iter().zip(values) {
-        if v.len() != t.rows * t.cols {
-            return Err(bad(format!("tensor `{}`: {} values for {}×{}", t.name, v.len(), t.rows, t.cols)));
-        }
-        let enc = match t.layout {
-            Layout::DataPoly { per_poly, polys, .. } => {
-                let mut msgs = vec![vec![0u64; p.n()]; polys];
-                for r in 0..t.rows {
-                    for j in 0..t.cols {
-                        let (pi, c) = data_poly_pos(t.rows, per_poly, r, j);
-                        let slot = msgs.get_mut(pi).and_then(|m| m.get_mut(c));
-                        let slot = slot.ok_or_else(|| bad(format!("tensor `{}` does not fit its layout", t.name)))?;
-                        *slot = v[r * t.cols + j];
-                    }
-                }
-                let glwes = msgs
+    use super::client::{model_messages, TensorMessages};
+    let tensors = model_messages(plan, p.n(), values)?
+        .into_iter()
+        .map(|m| match m {
+            TensorMessages::Poly(polys) => EncTensor::Poly(
+                polys
                     .into_iter()
                     .map(|m| {
                         let pt = PlaintextList::from_container(m);
                         allocate_and_trivially_encrypt_new_glwe_ciphertext(p.glwe_size(), &pt, p.modulus)
                     })
-                    .collect();
-                EncTensor::Poly(glwes)
-            }
-            Layout::Lwe => {
+                    .collect(),
+            ),
+            TensorMessages::Lwe(v) => {
                 let size = p.big_lwe_dim().to_lwe_size();
                 let cts = v
                     .iter()
@@ -308,8 +291,7 @@ pub fn trivial_model(plan: &Plan, p: &ParamSet, values: &[Vec<u64>]) -> Result<E
                     .collect();
                 EncTensor::Lwe(LweVec { key: KeyKind::Data, cts })
             }
-        };
-        tensors.push(enc);
-    }
+        })
+        .collect();
     Ok(EncModel { tensors })
 }
