@@ -7,7 +7,7 @@
 //! accumulated gradients (already in weight units), then zero the accumulators.
 
 use super::formats::{Formats, LayerFmt};
-use super::lut::{full_torus, half_torus, TableFn};
+use super::lut::{full_torus, half_torus, min_cell_log2, TableFn};
 use super::ranges::Ranges;
 use super::select::{unsupported, LayerInput, Net};
 use super::LowerOptions;
@@ -154,7 +154,7 @@ pub fn emit(
     // ---- error of the logits, lr/B folded in
     let last = &fmts.layers[nl - 1];
     let span = tg.graph.node(net.loss_node).span;
-    let e = loss_error(&mut em, net.loss, logits, last, r.z[nl - 1].abs_max(), k, net, span)?;
+    let e = loss_error(&mut em, net.loss, logits, last, r.z[nl - 1].abs_max(), k, net, span, opts.lut_margin_bits)?;
 
     // ---- backward
     let mut e_cur = e;
@@ -281,6 +281,7 @@ fn loss_error(
     k: usize,
     net: &Net,
     span: Span,
+    lut_margin: f64,
 ) -> Result<RegId, Vec<Diagnostic>> {
     let n = em.poly_size;
     let s = f.s;
@@ -302,7 +303,8 @@ fn loss_error(
                     assumed: (-a, a),
                     out_shift: lsb as u32,
                 },
-                0.5,
+                // As fine as the bootstrap noise allows (see `lut::min_cell_log2`).
+                ((min_cell_log2(lut_margin) - f.z.scale) as f64).exp2(),
                 n,
             );
             let raw = em.apply(LrScaled(lut).into(), z, out_fmt, span);

@@ -137,3 +137,26 @@ mod tests {
         assert_eq!(at(17.0), 256, "wraps to -f(-15) = 256");
     }
 }
+
+/// Narrowest lookup-table cell the bootstrap noise allows, `log2` in torus units
+/// (2^-64): the noise floor of every bootstrap input is the keyswitch to the small key
+/// plus the modulus switch to 2N (the input register's own noise is far below it for
+/// these plans), and half a cell must exceed it by `margin_bits`.
+pub fn min_cell_log2(margin_bits: f64) -> i32 {
+    use crate::noise::formulas::{keyswitch, log2_std_u64, pbs_modulus_switch};
+    use crate::noise::params::NoiseParams;
+    let p = NoiseParams::DEFAULT;
+    let floor = keyswitch(&p, p.big_lwe_dim(), p.ks, p.lwe_var()) + pbs_modulus_switch(&p);
+    (log2_std_u64(floor, p.modulus_log2) + margin_bits + 1.0).ceil() as i32
+}
+
+#[cfg(test)]
+mod noise_floor_tests {
+    #[test]
+    fn the_noise_floor_allows_64_cells_per_half_torus() {
+        // σ = 2^54.70 (keyswitch 2^52.98 + modulus switch 2^54.63): with ≥ 1.25 bits of
+        // margin the narrowest cell is 2^57 (half cell 2^56: 1.30 bits above σ).
+        assert_eq!(super::min_cell_log2(1.25), 57);
+        assert_eq!(super::min_cell_log2(2.0), 58);
+    }
+}

@@ -47,6 +47,11 @@ pub struct LowerOptions {
     /// Saturated margin of odd full-torus tables: the window is `2^bits` × the assumed
     /// logit range (0 reproduces the probe's layout: window = assumed = ±8 at 2^59).
     pub logit_headroom_bits: i32,
+    /// Least headroom, in bits, between the bootstrap-input noise floor (keyswitch +
+    /// modulus switch, from the noise model) and half a lookup-table cell. The default
+    /// yields cells of 2^57 (1.30 bits): ≈ 16 % one cell off and ≈ 3e-8 further per
+    /// bootstrap (the probe's geometry).
+    pub lut_margin_bits: f64,
     /// Assumed bound of back-propagated gradients `|Wᵀ g|` (hidden layers).
     pub backprop_bound: f64,
     /// Minimum fractional bits of params.
@@ -66,6 +71,7 @@ impl Default for LowerOptions {
             weight_bound: 8.0,
             logit_bound: 8.0,
             logit_headroom_bits: 1,
+            lut_margin_bits: 1.25,
             backprop_bound: 4.0,
             param_frac: 16,
             error_bits: 9,
