@@ -85,7 +85,7 @@ pub struct EncryptArgs {
     /// Output file (encrypted dataset).
     #[arg(long)]
     pub out: PathBuf,
-    /// Encrypt only the first N samples.
+    /// Encrypt only N samples: a random subset, the same for a given plan seed.
     #[arg(long)]
     pub limit: Option<usize>,
 }
@@ -214,7 +214,8 @@ pub struct RunArgs {
     /// Override the number of epochs of the spec.
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Train on the first N training samples only.
+    /// Train on N training samples only: a random subset, the same for a given spec seed
+    /// (datasets are often sorted by label, so the first N rows would be biased).
     #[arg(long)]
     pub limit: Option<usize>,
     /// Replace the declared input ranges by the ranges observed on the training split.

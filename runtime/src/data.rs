@@ -16,6 +16,23 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// A deterministic random subset of at most `n` samples, in file order. Datasets
+    /// are often sorted by label, so the first `n` rows would be a biased sample.
+    pub fn subset(&self, n: usize, seed: u64) -> Dataset {
+        if n >= self.len() {
+            return self.clone();
+        }
+        let mut idx: Vec<usize> = (0..self.len()).collect();
+        crate::rng::SplitMix::derive(seed, "subset").shuffle(&mut idx);
+        idx.truncate(n);
+        idx.sort_unstable();
+        Dataset {
+            x: idx.iter().map(|&i| self.x[i].clone()).collect(),
+            y: idx.iter().map(|&i| self.y[i]).collect(),
+            d: self.d,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.y.len()
     }
@@ -180,6 +197,21 @@ pub fn parse_csv(path: &Path, text: &str, expect: Expect) -> Result<Dataset, Dat
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn subset_is_deterministic_unbiased_and_in_file_order() {
+        // Sorted by label, like the bundled mnist-vit files.
+        let ds = Dataset { x: (0..100).map(|i| vec![i as f64]).collect(), y: (0..100).map(|i| i / 20).collect(), d: 1 };
+        let a = ds.subset(25, 7);
+        assert_eq!(a.len(), 25);
+        assert_eq!(a, ds.subset(25, 7));
+        assert_ne!(a, ds.subset(25, 8));
+        let labels: std::collections::BTreeSet<usize> = a.y.iter().copied().collect();
+        assert!(labels.len() >= 4, "{labels:?}");
+        assert!(a.x.windows(2).all(|w| w[0][0] < w[1][0]), "file order kept");
+        assert_eq!(ds.subset(1000, 7), ds);
+    }
+
     use super::*;
 
     fn parse(text: &str, expect: Expect) -> Result<Dataset, DataError> {

@@ -25,8 +25,7 @@ pub fn run(args: &EncryptArgs) -> Result<(), CliError> {
         PlanInfo::analyse(&plan, ck.params()).map_err(|e| CliError::user(format!("`{}`: {e}", args.plan.display())))?;
     let mut data = load_csv(&args.data, Expect { features: Some(features), classes: Some(classes) })?;
     if let Some(n) = args.limit {
-        data.x.truncate(n);
-        data.y.truncate(n);
+        data = data.subset(n, plan.train.seed);
     }
     if data.is_empty() {
         return Err(CliError::user(format!("`{}`: no samples to encrypt (--limit 0?)", args.data.display())));

@@ -34,8 +34,7 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     let mut train_ds = load(&train_path, expect)?;
     let test_ds = load(&test_path, expect)?;
     if let Some(n) = args.limit {
-        train_ds.x.truncate(n);
-        train_ds.y.truncate(n);
+        train_ds = train_ds.subset(n, spec.train.seed);
     }
     if args.fit_ranges {
         fit_ranges(&mut spec, &train_ds);
