@@ -150,15 +150,7 @@ impl<'input> Normalizer<'input> {
     /// terminator is dropped again by [`Self::push`] (`f(lr = 0.1)` stays one line).
     fn starts_statement(&self, tok: Tok<'_>, next: Option<Tok<'_>>) -> bool {
         match tok {
-            Tok::Model
-            | Tok::Train
-            | Tok::Input
-            | Tok::Label
-            | Tok::Param
-            | Tok::Fn
-            | Tok::Dim
-            | Tok::Format
-            | Tok::Range => true,
+            t if is_decl_keyword(t) => true,
             Tok::Ident(_) => {
                 matches!(next, Some(Tok::Eq | Tok::Colon))
                     && self.last_is(|t| {
@@ -177,19 +169,7 @@ impl<'input> Normalizer<'input> {
         let operand_ends = self.last_is(|t| matches!(t, Tok::Ident(_) | Tok::Number(_) | Tok::RParen | Tok::RBracket));
         let starts_stmt = match rest {
             [(_, Tok::Ident(_), _), (_, Tok::Eq | Tok::Colon, _), ..] => true,
-            [(_, t, _), ..] => matches!(
-                t,
-                Tok::Model
-                    | Tok::Train
-                    | Tok::Input
-                    | Tok::Label
-                    | Tok::Param
-                    | Tok::Fn
-                    | Tok::Dim
-                    | Tok::Format
-                    | Tok::Range
-                    | Tok::RBrace
-            ),
+            [(_, t, _), ..] => is_decl_keyword(*t) || matches!(t, Tok::RBrace),
             [] => false,
         };
         operand_ends && starts_stmt
@@ -230,4 +210,12 @@ impl<'input> Normalizer<'input> {
             }
         }
     }
+}
+
+/// Keywords that can only begin a declaration or block (`model`, `input`, `dim`, ...).
+fn is_decl_keyword(tok: Tok<'_>) -> bool {
+    matches!(
+        tok,
+        Tok::Model | Tok::Train | Tok::Input | Tok::Label | Tok::Param | Tok::Fn | Tok::Dim | Tok::Format | Tok::Range
+    )
 }

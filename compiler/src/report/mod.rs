@@ -174,7 +174,7 @@ pub fn build(plan: &Plan, source: Option<&str>) -> Report {
             },
             assumed: l.assumed,
             window: l.window,
-            resolution: cell_width(l, plan.poly_size),
+            resolution: cell_width(l),
             input_log2_std: n.map_or(f64::NAN, |n| n.log2_std),
             margin_bits: n.map_or(f64::NAN, |n| n.margin_bits),
             p_one_cell_off: n.map_or(f64::NAN, |n| n.errors.one_off),
@@ -246,11 +246,10 @@ fn fmt_row(f: &crate::plan::Format) -> FormatRow {
 }
 
 /// Width of one LUT cell in units of the input.
-fn cell_width(l: &crate::plan::Lut, n: usize) -> f64 {
+fn cell_width(l: &crate::plan::Lut) -> f64 {
     let cells = l.table.len().max(1) as f64;
     // The first half of the torus (2^63 phase units) holds `cells` cells.
     let half_torus_units = 2f64.powi(63) / (l.in_fmt.scale as f64).exp2();
-    let _ = n;
     half_torus_units / cells
 }
 
