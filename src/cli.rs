@@ -200,6 +200,10 @@ pub enum Backend {
     Clear,
     /// tfhe-rs ciphertexts: keygen, encrypt, train with the server keys only, decrypt.
     Tfhe,
+    /// The clear backend plus Gaussian noise with the modelled variance at every lowered
+    /// operation (bootstraps can land in a neighbouring cell): a fast predictor of the
+    /// encrypted run's accuracy.
+    Simulate,
 }
 
 #[derive(Args, Debug)]
@@ -227,6 +231,9 @@ pub struct RunArgs {
     /// Also print the cost report of the plan after the training summary.
     #[arg(long, conflicts_with = "json")]
     pub report: bool,
+    /// `--backend simulate`: seed of the injected noise (default: the spec's seed).
+    #[arg(long, value_name = "SEED")]
+    pub noise_seed: Option<u64>,
 }
 
 #[derive(Args, Debug)]

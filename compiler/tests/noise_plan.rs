@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 fn bundled_plan() -> (Plan, f64) {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/mnist_vit_sigmoid.bt");
     let src = std::fs::read_to_string(path).expect("bundled model");
+    // The probe's geometry: features at 1/8 resolution, so the constant feature is 8.
+    let src = src.replace("format x  = fixed<8, 4>", "format x  = fixed<8, 3>");
     let (spec, diags) = check_source(&src, &BTreeMap::new());
     let spec = spec.unwrap_or_else(|| panic!("{diags:?}"));
     let p_fail = spec.train.p_fail;

@@ -8,8 +8,9 @@
 //! quantization.
 
 use crate::rng::SplitMix;
+use crate::simulate::{poly_norms, Injector};
 use blindtuner_compiler::plan::torus_shift;
-use blindtuner_compiler::plan::{Format, Inst, Plan, RegId, StepInst, TensorRole};
+use blindtuner_compiler::plan::{Format, Inst, Layout, Plan, RegId, StepInst, TensorRole};
 use blindtuner_compiler::spec::Init;
 use std::collections::BTreeMap;
 
@@ -160,6 +161,8 @@ pub struct Machine<'p> {
     pub cell_log: Vec<(usize, usize, usize)>,
     /// Index in `plan.sample` of the instruction being executed.
     pc: usize,
+    /// `--backend simulate`: modelled noise injected at every lowered operation.
+    pub noise: Option<Injector>,
 }
 
 impl<'p> Machine<'p> {
@@ -180,7 +183,24 @@ impl<'p> Machine<'p> {
             forced: BTreeMap::new(),
             cell_log: Vec::new(),
             pc: 0,
+            noise: None,
         }
+    }
+
+    /// A machine that simulates the encrypted run: fresh tensors get the noise of a
+    /// fresh encryption, and every operation adds the noise `injector` models for it.
+    pub fn simulated(plan: &'p Plan, mut injector: Injector) -> Machine<'p> {
+        let mut tensors = init_tensors(plan);
+        let fresh = injector.op.fresh_glwe;
+        for (t, data) in plan.tensors.iter().zip(&mut tensors) {
+            // Gradient accumulators and scratch start as trivial zeros on the server.
+            if matches!(t.role, TensorRole::Param | TensorRole::State(_)) {
+                injector.add(data, fresh);
+            }
+        }
+        let mut m = Machine::with_tensors(plan, tensors);
+        m.noise = Some(injector);
+        m
     }
 
     pub fn quantize(&mut self, features: &[&[f64]], labels: &[usize]) -> QSample {
@@ -249,6 +269,11 @@ impl<'p> Machine<'p> {
                     let row = &p[r * t.cols..(r + 1) * t.cols];
                     *o = dot(row, x.iter().copied());
                 }
+                if let Some(n) = &mut self.noise {
+                    // One external product per data polynomial, summed.
+                    let var: f64 = poly_norms(t.layout, x).into_iter().map(|m| n.op.external_product(m)).sum();
+                    n.add(o, var);
+                }
             }
             Inst::MatVec { tensor, v, one, out } => {
                 let t = &plan.tensors[tensor.index()];
@@ -282,6 +307,11 @@ impl<'p> Machine<'p> {
                 let forced = self.forced.get(&self.pc);
                 let mut res = Vec::with_capacity(self.regs[input.index()].len());
                 for (e, &t) in self.regs[input.index()].iter().enumerate() {
+                    let clean = self.noise.as_mut().map(|n| {
+                        let before = n.op.before_pbs();
+                        (l.eval(t, plan.poly_size).1, n.sample(before))
+                    });
+                    let t = t.wrapping_add(clean.map_or(0, |c| c.1));
                     let x = l.in_fmt.to_real(t);
                     self.counters.lut_evals[li] += 1;
                     if x < l.window.0 || x >= l.window.1 {
@@ -290,6 +320,12 @@ impl<'p> Machine<'p> {
                         self.counters.lut_saturated[li] += 1;
                     }
                     let (v, cell) = l.eval_at(t, plan.poly_size, self.lr_shift);
+                    if let (Some(n), Some((clean, _))) = (&mut self.noise, clean) {
+                        n.tally(l.table.len(), clean, cell);
+                        let pbs = n.op.pbs;
+                        res.push(v.wrapping_add(n.sample(pbs)));
+                        continue;
+                    }
                     match forced.and_then(|f| f.get(e)) {
                         Some(&used) => {
                             self.cell_log.push((self.pc, cell, used));
@@ -315,6 +351,10 @@ impl<'p> Machine<'p> {
                 for (c, o) in self.regs[out.index()].iter_mut().enumerate() {
                     *o = if c == y { on } else { off };
                 }
+                if let Some(n) = &mut self.noise {
+                    let var = if lr_scaled { n.op.label(n.max_shift, self.lr_shift) } else { n.op.fresh_glwe };
+                    n.add(&mut self.regs[out.index()], var);
+                }
             }
             Inst::Elem { a, index, out } => {
                 let v = self.regs[a.index()][index];
@@ -326,7 +366,25 @@ impl<'p> Machine<'p> {
             }
             Inst::DataOuterAcc { grad, e, input } => {
                 let x = &s.xq[self.input_pos[&input.0]];
-                outer_acc(&mut self.tensors[grad.index()], plan.tensors[grad.index()].cols, &self.regs[e.index()], x);
+                let t = &plan.tensors[grad.index()];
+                let Some(n) = &mut self.noise else {
+                    outer_acc(&mut self.tensors[grad.index()], t.cols, &self.regs[e.index()], x);
+                    return;
+                };
+                // Packing rounds every error value (then multiplied by the data); the
+                // packing key and the external product add to every coefficient.
+                let (per_value, key) = n.op.packing(self.regs[e.index()].len());
+                let mut ev = self.regs[e.index()].clone();
+                n.add(&mut ev, per_value);
+                let g = &mut self.tensors[grad.index()];
+                outer_acc(g, t.cols, &ev, x);
+                let norms = poly_norms(t.layout, x);
+                for row in g.chunks_mut(t.cols).take(ev.len()) {
+                    for (j, gj) in row.iter_mut().take(x.len()).enumerate() {
+                        let m = poly_of(t.layout, j).and_then(|p| norms.get(p)).copied().unwrap_or(0.0);
+                        *gj = gj.wrapping_add(n.sample(key * m + n.op.external_product(m)));
+                    }
+                }
             }
             Inst::OuterAcc { grad, e, v, one } => {
                 let fmt = plan.regs[v.index()].fmt;
@@ -340,9 +398,13 @@ impl<'p> Machine<'p> {
         match *inst {
             StepInst::SubAssign { dst, src } => self.assign(dst.index(), src.index(), u64::wrapping_sub),
             StepInst::AddAssign { dst, src } => self.assign(dst.index(), src.index(), u64::wrapping_add),
-            StepInst::Rescale { dst, src, factor, .. } => {
+            StepInst::Rescale { dst, src, factor, digits } => {
                 let fmt = self.plan.tensors[src.index()].fmt;
-                let res: Vec<u64> = self.tensors[src.index()].iter().map(|&t| rescale(fmt, t, factor)).collect();
+                let mut res: Vec<u64> = self.tensors[src.index()].iter().map(|&t| rescale(fmt, t, factor)).collect();
+                if let Some(n) = &mut self.noise {
+                    let var = n.op.rescale(digits);
+                    n.add(&mut res, var);
+                }
                 self.tensors[dst.index()] = res;
             }
             StepInst::Zero { dst } => self.tensors[dst.index()].iter_mut().for_each(|x| *x = 0),
@@ -370,6 +432,14 @@ impl<'p> Machine<'p> {
     fn map(&mut self, a: RegId, out: RegId, f: impl Fn(u64) -> u64) {
         let res: Vec<u64> = self.regs[a.index()].iter().map(|&x| f(x)).collect();
         self.regs[out.index()] = res;
+    }
+}
+
+/// Index of the data polynomial that holds feature `j`.
+fn poly_of(layout: Layout, j: usize) -> Option<usize> {
+    match layout {
+        Layout::DataPoly { per_poly, .. } if per_poly > 0 => Some(j / per_poly),
+        _ => Some(0),
     }
 }
 

@@ -8,6 +8,7 @@
 use crate::clear::{Counters, Machine, QSample};
 use crate::data::Dataset;
 use crate::order;
+use crate::simulate::{CellTally, Injector};
 use blindtuner_compiler::lower::cost::costs;
 use blindtuner_compiler::plan::Plan;
 use blindtuner_compiler::spec::LossKind;
@@ -19,6 +20,8 @@ pub struct TrainOptions {
     pub loss: Option<LossKind>,
     /// Override the plan's epoch count.
     pub epochs: Option<usize>,
+    /// `--backend simulate`: inject the modelled noise (see [`crate::simulate`]).
+    pub simulate: Option<Injector>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -49,11 +52,18 @@ pub struct TrainReport {
     pub loss_per_epoch: Vec<f64>,
     /// Trained tensors (torus values), for `decode_weights` / `predict`.
     pub tensors: Vec<Vec<u64>>,
+    /// Simulated runs: where the noisy bootstraps landed, over the run and per epoch
+    /// (a one-cell-off rate that climbs means the weights' noise reaches the tables).
+    pub cells: Option<CellTally>,
+    pub cells_per_epoch: Vec<CellTally>,
 }
 
 /// Train from the plan's initial tensors.
 pub fn train(plan: &Plan, train: &Dataset, test: Option<&Dataset>, opts: &TrainOptions) -> TrainReport {
-    let mut m = Machine::new(plan);
+    let mut m = match &opts.simulate {
+        Some(inj) => Machine::simulated(plan, inj.clone()),
+        None => Machine::new(plan),
+    };
     let start = Instant::now();
     let qtrain: Vec<QSample> = train.x.iter().zip(&train.y).map(|(x, &y)| m.quantize(&[x], &[y])).collect();
     let clamped = m.counters.clamped.clone();
@@ -62,6 +72,7 @@ pub fn train(plan: &Plan, train: &Dataset, test: Option<&Dataset>, opts: &TrainO
     let mut order: Vec<usize> = (0..qtrain.len()).collect();
     let (mut steps, mut samples) = (0usize, 0usize);
     let mut loss_per_epoch = Vec::with_capacity(epochs);
+    let mut cells_per_epoch = Vec::new();
     for epoch in 0..epochs {
         m.lr_shift = plan.train.lr_shift(epoch);
         order::shuffle_epoch(plan.train.seed, epoch, &mut order);
@@ -79,9 +90,15 @@ pub fn train(plan: &Plan, train: &Dataset, test: Option<&Dataset>, opts: &TrainO
             samples += chunk.len();
         }
         loss_per_epoch.push(loss / qtrain.len().max(1) as f64);
+        if let Some(n) = &m.noise {
+            let before = cells_per_epoch.iter().fold(CellTally::default(), |a: CellTally, c| a.plus(c));
+            cells_per_epoch.push(n.cells.minus(&before));
+        }
     }
     let train_seconds = start.elapsed().as_secs_f64();
     let c = costs(plan);
+    // The data owner evaluates decrypted weights in the clear: no noise from here on.
+    let noise = m.noise.take();
     let train_accuracy = accuracy_q(&mut m, &qtrain);
     let test_accuracy = test.map(|t| accuracy(plan, &m.tensors, t));
     let luts = plan
@@ -107,6 +124,8 @@ pub fn train(plan: &Plan, train: &Dataset, test: Option<&Dataset>, opts: &TrainO
         luts,
         clamped,
         loss_per_epoch,
+        cells: noise.map(|n| n.cells),
+        cells_per_epoch,
         tensors: m.tensors,
     }
 }

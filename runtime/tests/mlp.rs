@@ -28,7 +28,8 @@ train m {{ optimizer = sgd(lr = {lr})  batch = 8  epochs = {epochs} }}
     );
     let plan = compile(&src);
     let (tr, te) = load("mnist-vit");
-    let rep = train(&plan, &tr, Some(&te), &TrainOptions { loss: Some(LossKind::SoftmaxCrossEntropy), epochs: None });
+    let rep =
+        train(&plan, &tr, Some(&te), &TrainOptions { loss: Some(LossKind::SoftmaxCrossEntropy), ..Default::default() });
     let acc = rep.test_accuracy.unwrap_or(0.0);
     eprintln!(
         "mlp lr {lr} E {epochs}: test {acc:.4} train {:.4} loss {:?} luts {:?}",

@@ -4,10 +4,12 @@ use super::{load_spec, report as report_cmd, run_tfhe, Source};
 use crate::cli::{Backend, RunArgs};
 use crate::error::CliError;
 use blindtuner_compiler::datadims::data_dims;
+use blindtuner_compiler::noise::{analyze, AnalyzeOptions, NoiseParams, OpNoise};
 use blindtuner_compiler::pipeline;
 use blindtuner_compiler::plan::Plan;
 use blindtuner_compiler::spec::Spec;
 use blindtuner_runtime::data::{load_csv, Dataset, Expect};
+use blindtuner_runtime::simulate::Injector;
 use blindtuner_runtime::train::{train, TrainOptions, TrainReport};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -76,9 +78,19 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         }
         return Ok(());
     }
+    let mut plan = plan.clone();
+    if let Some(e) = args.epochs {
+        plan.train.epochs = e;
+    }
+    let plan = &plan;
+    let simulate = (args.backend == Backend::Simulate).then(|| {
+        let op = OpNoise::new(&NoiseParams::DEFAULT);
+        Injector::new(op, args.noise_seed.unwrap_or(plan.train.seed), plan.train.max_lr_shift())
+    });
+    let backend = if simulate.is_some() { "simulate" } else { "clear" };
     if !args.json {
         eprintln!(
-            "training `{}` on {} ({} samples, d = {}, k = {}) with the clear backend ...",
+            "training `{}` on {} ({} samples, d = {}, k = {}) with the {backend} backend ...",
             plan.model,
             train_path.display(),
             train_ds.len(),
@@ -86,11 +98,11 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
             plan.labels.first().map_or(0, |l| l.classes)
         );
     }
-    let opts = TrainOptions { loss, epochs: args.epochs };
+    let opts = TrainOptions { loss, epochs: None, simulate };
     let rep = train(plan, &train_ds, Some(&test_ds), &opts);
     warn_violations(plan, &rep);
     if args.json {
-        println!("{}", summary_json(plan, &rep, &args.data));
+        println!("{}", summary_json(plan, &rep, &args.data, backend));
     } else {
         print!("{}", summary_text(plan, &rep));
         if args.report {
@@ -153,13 +165,13 @@ fn warn_violations(plan: &Plan, rep: &TrainReport) {
     }
 }
 
-fn summary_json(plan: &Plan, rep: &TrainReport, data: &Path) -> String {
+fn summary_json(plan: &Plan, rep: &TrainReport, data: &Path, backend: &str) -> String {
     let c = blindtuner_compiler::lower::cost::costs(plan);
     let clamped: u64 = rep.clamped.iter().flatten().sum();
-    let v = json!({
+    let mut v = json!({
         "model": plan.model,
         "data": data.display().to_string(),
-        "backend": "clear",
+        "backend": backend,
         "dims": plan.dims,
         "test_accuracy": rep.test_accuracy,
         "train_accuracy": rep.train_accuracy,
@@ -175,14 +187,45 @@ fn summary_json(plan: &Plan, rep: &TrainReport, data: &Path) -> String {
         "lut_wrapped": rep.luts.iter().map(|l| l.wrapped).sum::<u64>(),
         "loss_per_epoch": rep.loss_per_epoch,
     });
+    if let Some(cells) = rep.cells {
+        v["simulated_pbs"] = json!(cells.pbs);
+        v["pbs_one_cell_off"] = json!(cells.one_off);
+        v["pbs_further_off"] = json!(cells.far);
+        v["predicted_one_cell_off_rate"] = json!(predicted_one_off(plan));
+        v["one_cell_off_rate_per_epoch"] =
+            json!(rep.cells_per_epoch.iter().map(|c| c.one_off_rate()).collect::<Vec<_>>());
+    }
     v.to_string()
+}
+
+/// The noise model's one-cell-off probability per bootstrap with fresh weights (mean
+/// over the lookup tables). The per-epoch measured rates show how much the weights'
+/// noise adds during training: the model's random-walk bound on that is pessimistic
+/// (SGD contracts the part of the weight noise that the data sees).
+fn predicted_one_off(plan: &Plan) -> Option<f64> {
+    let rep = analyze(plan, &NoiseParams::DEFAULT, &AnalyzeOptions::new(plan.train.p_fail));
+    let n = rep.luts.len();
+    (n > 0).then(|| rep.luts.iter().map(|l| l.errors.one_off).sum::<f64>() / n as f64)
 }
 
 fn summary_text(plan: &Plan, rep: &TrainReport) -> String {
     let mut s = String::new();
     let pct = |x: f64| format!("{:.2} %", 100.0 * x);
     s += &format!("model            {}\n", plan.model);
-    s += "backend          clear (bit-exact fixed point)\n";
+    match rep.cells {
+        None => s += "backend          clear (bit-exact fixed point)\n",
+        Some(c) => {
+            s += "backend          simulate (clear + modelled noise)\n";
+            let pct_of = |n: u64| 100.0 * n as f64 / c.pbs.max(1) as f64;
+            s += &format!(
+                "bootstraps       {} one cell off ({:.2} %), {} further ({:.2e} %)\n",
+                c.one_off,
+                pct_of(c.one_off),
+                c.far,
+                pct_of(c.far)
+            );
+        }
+    }
     if let Some(t) = rep.test_accuracy {
         s += &format!("test accuracy    {}\n", pct(t));
     }

@@ -86,7 +86,7 @@ pub fn run(r: &RunTfhe<'_>) -> Result<TrainReport, CliError> {
     // Client: decrypt and evaluate.
     let model = files::load_model(&model_path, ck.fingerprint(), PlanHash::of(plan))?;
     let tensors = ck.decrypt_model(plan, &model).map_err(|e| CliError::user(e.to_string()))?;
-    let clear = train(plan, r.train, Some(r.test), &TrainOptions { loss: r.loss, epochs: None });
+    let clear = train(plan, r.train, Some(r.test), &TrainOptions { loss: r.loss, ..Default::default() });
     let m = Measured {
         reference_pbs,
         pbs_seconds,

@@ -18,6 +18,7 @@
 
 use super::formulas::{self as f, log2_std_u64};
 use super::params::NoiseParams;
+use super::sim::OpNoise;
 use super::tail::{cell_errors, max_sigma_over_w, CellErrors};
 use crate::plan::{Inst, Layout, LutId, Plan, RegId, StepInst, TensorRole};
 use serde::{Deserialize, Serialize};
@@ -195,6 +196,7 @@ struct Cx<'a> {
     p_fail: f64,
     /// Mean of `xq²` per input.
     feature_ms: Vec<f64>,
+    op: OpNoise,
     pbs: f64,
     ks: f64,
     ms: f64,
@@ -208,15 +210,8 @@ impl<'a> Cx<'a> {
             .enumerate()
             .map(|(i, inp)| opts.feature_ms.get(i).copied().flatten().unwrap_or_else(|| uniform_ms(inp.qmin, inp.qmax)))
             .collect();
-        Cx {
-            plan,
-            p,
-            p_fail: opts.p_fail,
-            feature_ms,
-            pbs: f::pbs(p, p.bsk),
-            ks: f::keyswitch(p, p.big_lwe_dim(), p.ks, p.lwe_var()),
-            ms: f::pbs_modulus_switch(p),
-        }
+        let op = OpNoise::new(p);
+        Cx { plan, p, p_fail: opts.p_fail, feature_ms, op, pbs: op.pbs, ks: op.keyswitch, ms: op.modulus_switch }
     }
 
     /// `‖μ‖²` of each data polynomial of a `DataPoly` tensor for `input`: the features
@@ -247,7 +242,6 @@ impl<'a> Cx<'a> {
 
     fn run_sample(&self, tensors: &[Growing]) -> SampleNoise {
         let plan = self.plan;
-        let p = self.p;
         let mut out = SampleNoise {
             regs: vec![None; plan.regs.len()],
             grads: vec![Growing::default(); plan.tensors.len()],
@@ -262,7 +256,7 @@ impl<'a> Cx<'a> {
                 Inst::DataMatVec { tensor, input, .. } => {
                     let t = &plan.tensors[tensor.index()];
                     let norms = self.poly_norms(input.index(), t.layout);
-                    let ep: f64 = norms.iter().map(|&m| f::external_product(p, p.ggsw, p.glwe_var(), m)).sum();
+                    let ep: f64 = norms.iter().map(|&m| self.op.external_product(m)).sum();
                     // Coefficient r of Σ_p W_p·μ_p reads W[r][j] once per feature j.
                     let w = tensors[tensor.index()].scaled(norms.iter().sum());
                     let added = Growing::fixed(ep);
@@ -283,12 +277,10 @@ impl<'a> Cx<'a> {
                     };
                     let t = &plan.tensors[grad.index()];
                     let count = plan.regs[e.index()].len;
-                    let dim = p.big_lwe_dim();
                     let norm = self.poly_norms(input.index(), t.layout).into_iter().fold(0.0, f64::max);
                     let ms = self.feature_ms.get(input.index()).copied().unwrap_or(0.0);
-                    let pks_key = f::packing_keyswitch_key(dim, p.pks, p.glwe_var(), count);
-                    let pks_round = f::packing_keyswitch_rounding(p, dim, p.pks);
-                    let ep = f::external_product(p, p.ggsw, p.glwe_var(), norm);
+                    let (pks_round, pks_key) = self.op.packing(count);
+                    let ep = self.op.external_product(norm);
                     // Coefficient (r, j) of E·μ_b: e_r (with its own rounding) times x_j,
                     // plus the key noise of every coefficient of E times ‖μ‖².
                     let added = ve.plus(Growing::fixed(pks_round)).scaled(ms).plus(Growing::fixed(pks_key * norm + ep));
@@ -317,8 +309,8 @@ impl<'a> Cx<'a> {
                 Inst::LabelTerm { lr_scaled, .. } => {
                     // Encrypted at the largest shift, multiplied back by 2^(max − shift):
                     // the worst epoch (shift 0) scales the noise by 4^max.
-                    let boost = if lr_scaled { (2.0 * f64::from(max_shift)).exp2() } else { 1.0 };
-                    Some(Growing::fixed(p.glwe_var() * boost))
+                    let max = if lr_scaled { max_shift } else { 0 };
+                    Some(Growing::fixed(self.op.label(max, 0)))
                 }
                 Inst::MatVec { .. } | Inst::MatVecT { .. } | Inst::Mul { .. } | Inst::OuterAcc { .. } => {
                     out.unsupported.push(format!("instruction {i}: server × server product"));
@@ -351,7 +343,7 @@ impl<'a> Cx<'a> {
                 // A rescale is a multi-digit bootstrap: fresh output plus the scaled
                 // rounding of the input (first order).
                 StepInst::Rescale { dst, src, factor, digits } => {
-                    v[dst.index()] = factor * factor * v[src.index()] + f64::from(digits) * self.pbs;
+                    v[dst.index()] = factor * factor * v[src.index()] + self.op.rescale(digits);
                 }
                 StepInst::Zero { dst } => v[dst.index()] = 0.0,
             }
@@ -371,7 +363,7 @@ impl<'a> Cx<'a> {
 
     fn lut_noise(&self, &(inst, lut, input, v): &(usize, LutId, RegId, Growing), t: f64) -> LutNoise {
         let q = self.p.modulus_log2;
-        let pbs_input = v.plus(Growing::fixed(self.ks + self.ms));
+        let pbs_input = v.plus(Growing::fixed(self.op.before_pbs()));
         let cells = self.plan.luts.get(lut.index()).map_or(1, |l| l.table.len().max(1));
         // A table covers half the torus: a cell is 1/(2·cells) of it.
         let width = 1.0 / (2.0 * cells as f64);

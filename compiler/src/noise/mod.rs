@@ -5,6 +5,8 @@
 //! * [`formulas`] — closed-form variances of the lowered operations (tfhe's
 //!   `noise_formulas`, reimplemented: the compiler does not depend on tfhe);
 //! * [`tail`] — Gaussian tails: one-cell-off vs failure probabilities of a bootstrap;
+//! * [`sim`] — [`OpNoise`]: the own noise of each lowered operation, shared by
+//!   [`analyze`](mod@analyze) and the runtime's noise simulator;
 //! * [`analyze`](mod@analyze) — propagation through a plan: [`NoiseReport`].
 //!
 //! Unit everywhere: variance as a fraction of the torus, squared (see [`formulas`]).
@@ -12,7 +14,9 @@
 pub mod analyze;
 pub mod formulas;
 pub mod params;
+pub mod sim;
 pub mod tail;
 
 pub use analyze::{analyze, AnalyzeOptions, DataProductNoise, Growing, LutNoise, NoiseReport, RegNoise, TensorNoise};
 pub use params::{Decomp, NoiseDist, NoiseParams};
+pub use sim::OpNoise;

@@ -44,6 +44,29 @@ pub struct Report {
     pub tensors: Vec<TensorRow>,
     /// Security and resources of an encrypted run on the default parameter set.
     pub resources: Resources,
+    /// How the stored tensors' noise grows without refreshes, and when a refresh
+    /// would be needed.
+    pub budget: Vec<BudgetRow>,
+}
+
+/// Noise growth of one stored tensor and what it means for the bootstraps that read it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BudgetRow {
+    pub tensor: String,
+    /// `log2 σ` (u64 torus units) of a freshly encrypted coefficient.
+    pub fresh_log2_std: f64,
+    /// `log2` of the σ one step adds (the variances add up: a random walk).
+    pub per_step_log2_std: f64,
+    /// Steps after which some lookup table fed by this tensor reads its input with
+    /// more noise than the failure budget allows (`None`: it never does).
+    pub steps_to_budget: Option<f64>,
+    /// The lookup table that limits it.
+    pub limiting_lut: Option<String>,
+    /// Steps after which that table's input σ has doubled (the tensor's noise then
+    /// dominates the bootstrap's own keyswitch and modulus-switch noise).
+    pub steps_to_double: Option<f64>,
+    /// PBS of one refresh of the whole tensor (a multi-digit bootstrap per coefficient).
+    pub refresh_pbs: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -231,7 +254,37 @@ pub fn build(plan: &Plan, source: Option<&str>) -> Report {
         assumptions,
         tensors,
         resources: resources(plan, &c),
+        budget: budget_rows(plan, &noise),
     }
+}
+
+/// One row per param/state tensor that gains noise. A lookup table's input grows with
+/// every tensor it reads; the first table to exceed its budget limits them all.
+fn budget_rows(plan: &Plan, noise: &crate::noise::NoiseReport) -> Vec<BudgetRow> {
+    let q = f64::from(noise.params.modulus_log2);
+    let limit = noise
+        .luts
+        .iter()
+        .filter_map(|l| {
+            let double = (l.pbs_input.per_step > 0.0).then(|| 3.0 * l.pbs_input.base / l.pbs_input.per_step);
+            l.steps_to_budget.map(|s| (s, plan.luts[l.lut.index()].name.clone(), double))
+        })
+        .min_by(|a, b| a.0.total_cmp(&b.0));
+    plan.tensors
+        .iter()
+        .zip(&noise.tensors)
+        .filter(|(t, n)| matches!(t.role, TensorRole::Param | TensorRole::State(_)) && n.var.per_step > 0.0)
+        .map(|(t, n)| BudgetRow {
+            tensor: t.name.clone(),
+            fresh_log2_std: 0.5 * n.var.base.log2() + q,
+            per_step_log2_std: 0.5 * n.var.per_step.log2() + q,
+            steps_to_budget: limit.as_ref().map(|l| l.0),
+            limiting_lut: limit.as_ref().map(|l| l.1.clone()),
+            steps_to_double: limit.as_ref().and_then(|l| l.2),
+            refresh_pbs: u64::from(t.fmt.bits().div_ceil(crate::lower::LowerOptions::default().digit_bits))
+                * (t.rows * t.cols) as u64,
+        })
+        .collect()
 }
 
 fn fmt_row(f: &crate::plan::Format) -> FormatRow {

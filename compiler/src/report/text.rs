@@ -101,6 +101,47 @@ pub fn render_text(r: &Report) -> String {
             );
         }
     }
+    if !r.budget.is_empty() {
+        let _ = writeln!(s);
+        let _ = writeln!(s, "noise budget (no refresh; worst-case bound: every step's noise adds up)");
+        let rows: Vec<Vec<String>> = r
+            .budget
+            .iter()
+            .map(|b| {
+                vec![
+                    b.tensor.clone(),
+                    format!("2^{:.1}", b.fresh_log2_std),
+                    format!("2^{:.1}", b.per_step_log2_std),
+                    b.steps_to_double.map_or("never".into(), human_steps),
+                    match b.steps_to_budget {
+                        Some(t) if t <= 0.0 => format!("from the start ({})", b.limiting_lut.as_deref().unwrap_or("-")),
+                        Some(t) => format!("{} ({})", human_steps(t), b.limiting_lut.as_deref().unwrap_or("-")),
+                        None => "never".into(),
+                    },
+                    b.refresh_pbs.to_string(),
+                ]
+            })
+            .collect();
+        table(
+            &mut s,
+            &[
+                "tensor",
+                "fresh σ",
+                "σ added per step",
+                "steps until LUT σ doubles",
+                "LUT over p_fail after",
+                "PBS per refresh",
+            ],
+            &rows,
+            &[1, 2, 3, 5],
+        );
+        let _ = writeln!(
+            s,
+            "  SGD contracts the part of the weights' noise the data sees, so the bound is pessimistic:\n  \
+             `run --backend simulate --json` measures the one-cell-off rate per epoch. No refresh is scheduled\n  \
+             (the runtime cannot refresh yet)."
+        );
+    }
     if !r.tensors.is_empty() {
         let _ = writeln!(s);
         let _ = writeln!(s, "server tensors");
@@ -196,6 +237,15 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
 }
 
 /// `336.0 KiB`-style sizes.
+/// `12345.6` → `12346`, large counts with a power of ten.
+fn human_steps(t: f64) -> String {
+    if t < 1e6 {
+        format!("{t:.0}")
+    } else {
+        format!("{t:.2e}")
+    }
+}
+
 pub fn human_bytes(b: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let (mut v, mut u) = (b as f64, 0);

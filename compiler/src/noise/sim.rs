@@ -1,0 +1,77 @@
+//! What each lowered operation adds by itself, for a simulator that replays a plan on
+//! clear values and injects Gaussian noise where the encrypted backend would create it.
+//!
+//! [`analyze`](super::analyze) propagates variances symbolically; a simulator instead
+//! carries noisy values, so it only needs the *own* term of every operation (the terms
+//! inherited from operands come with the operands). Both read their numbers from here,
+//! so the simulation and the report cannot drift apart.
+//!
+//! Unit: variance as a fraction of the torus, squared (as in [`formulas`](super::formulas)).
+
+use super::formulas as f;
+use super::params::NoiseParams;
+
+/// The own noise of every lowered operation under one parameter set.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OpNoise {
+    pub params: NoiseParams,
+    /// Fresh GLWE encryption (model tensors, labels, the data GGSW rows).
+    pub fresh_glwe: f64,
+    /// Output of any bootstrap.
+    pub pbs: f64,
+    /// Keyswitch big → small key in front of a bootstrap.
+    pub keyswitch: f64,
+    /// Modulus switch to `2N` in front of a bootstrap (rounding, treated as Gaussian).
+    pub modulus_switch: f64,
+}
+
+impl OpNoise {
+    pub fn new(p: &NoiseParams) -> OpNoise {
+        OpNoise {
+            params: *p,
+            fresh_glwe: p.glwe_var(),
+            pbs: f::pbs(p, p.bsk),
+            keyswitch: f::keyswitch(p, p.big_lwe_dim(), p.ks, p.lwe_var()),
+            modulus_switch: f::pbs_modulus_switch(p),
+        }
+    }
+
+    /// Added to the phase a bootstrap reads, on top of its input's own noise.
+    pub fn before_pbs(&self) -> f64 {
+        self.keyswitch + self.modulus_switch
+    }
+
+    /// One external product with a data GGSW whose polynomial has `‖μ‖² = mu_norm2`
+    /// (the term the ciphertext it multiplies brings is inherited, not included).
+    pub fn external_product(&self, mu_norm2: f64) -> f64 {
+        let p = &self.params;
+        f::external_product(p, p.ggsw, p.glwe_var(), mu_norm2)
+    }
+
+    /// Packing `count` LWE into one GLWE before an outer product: `(per_value,
+    /// key_term)`. Each packed value gets its own rounding noise `per_value` (which the
+    /// outer product then multiplies by the data); the key term is shared by all and
+    /// reaches every output coefficient multiplied by `‖μ‖²`.
+    pub fn packing(&self, count: usize) -> (f64, f64) {
+        let p = &self.params;
+        let dim = p.big_lwe_dim();
+        (f::packing_keyswitch_rounding(p, dim, p.pks), f::packing_keyswitch_key(dim, p.pks, p.glwe_var(), count))
+    }
+
+    /// A label term encrypted at learning-rate shift `max_shift` and used at `shift`:
+    /// the client encrypts the smallest value once and the server multiplies it back up
+    /// by `2^(max_shift − shift)`, noise included.
+    pub fn label(&self, max_shift: u32, shift: u32) -> f64 {
+        self.fresh_glwe * (2.0 * f64::from(max_shift.saturating_sub(shift))).exp2()
+    }
+
+    /// A multi-digit bootstrap rescale: one fresh bootstrap output per digit.
+    pub fn rescale(&self, digits: u32) -> f64 {
+        f64::from(digits) * self.pbs
+    }
+
+    /// `σ` in units of a `2^modulus_log2` torus, as the simulator adds it.
+    pub fn std_units(&self, var: f64) -> f64 {
+        var.max(0.0).sqrt() * f64::from(self.params.modulus_log2).exp2()
+    }
+}
