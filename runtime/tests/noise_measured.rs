@@ -2,13 +2,14 @@
 //! measured over many coefficients (decrypt, subtract the exact value) is within a
 //! factor of 2 of `blindtuner_compiler::noise::formulas`.
 //!
-//! Sizes are small enough for < 60 s on 2 cores: 200 bootstraps (keyswitch, modulus
-//! switch and PBS output measured on the same ciphertexts), 100 data external products
+//! Sizes are small enough for < 60 s on 2 cores: 1000 bootstraps (keyswitch, modulus
+//! switch, PBS output and the one-cell-off rate measured on the same ciphertexts), 100 data external products
 //! × 2048 coefficients, 50 packings of 5 LWEs × 2048 coefficients.
 
 mod tfhe_common;
 
 use blindtuner_compiler::noise::formulas::{self as f, log2_std_u64};
+use blindtuner_compiler::noise::tail::cell_errors;
 use blindtuner_compiler::noise::NoiseParams;
 use blindtuner_compiler::plan::LutId;
 use blindtuner_runtime::tfhe::ggsw::{data_polynomial, encrypt_poly_ggsw, negacyclic_mul_small, to_fourier, Direction};
@@ -56,7 +57,7 @@ fn keyswitch_modulus_switch_and_pbs() {
     let mut rng = Rng(0x5eed);
     let mut crng = CryptoRng::from_seed(11);
     // Logits anywhere in the window z ∈ [−8, 8) (2^59 per unit).
-    let msgs: Vec<u64> = (0..200).map(|_| (rng.int(-(1 << 20), (1 << 20) - 1) as u64) << 42).collect();
+    let msgs: Vec<u64> = (0..1000).map(|_| (rng.int(-(1 << 20), (1 << 20) - 1) as u64) << 42).collect();
     let input = ck.encrypt_lwe_vec(KeyKind::Data, &msgs, &mut crng);
     let (out, small) = server.lut(LutId(0), &input).expect("bootstrap");
 
@@ -81,6 +82,31 @@ fn keyswitch_modulus_switch_and_pbs() {
         torus_diff(ck.decrypt_lwe(KeyKind::Pbs, ct), expected)
     });
     check(&format!("PBS output (BSK {:?})", np.bsk), variance(pbs), f::pbs(&np, np.bsk));
+
+    // Where the bootstraps landed, against the noise-free cell of each message.
+    let cells = 2 * lut.table.len();
+    let (mut one, mut far) = (0usize, 0usize);
+    for (s, &m) in small.iter().zip(&msgs) {
+        let clean = lut.eval(m, n).1;
+        let used = lut.at_index(ck.pbs_index(s), n).1;
+        let d = clean.abs_diff(used) % cells;
+        match d.min(cells - d) {
+            0 => {}
+            1 => one += 1,
+            _ => far += 1,
+        }
+    }
+    let sigma = (np.glwe_var() + f::keyswitch(&np, 2048, np.ks, np.lwe_var()) + f::pbs_modulus_switch(&np)).sqrt();
+    let predicted = cell_errors(sigma * cells as f64);
+    let rate = one as f64 / msgs.len() as f64;
+    println!(
+        "one cell off: {one} of {} ({rate:.3}), predicted {:.3}; further: {far}, predicted {:.1e}",
+        msgs.len(),
+        predicted.one_off,
+        predicted.far
+    );
+    assert!((predicted.one_off / 3.0..=predicted.one_off * 3.0).contains(&rate), "one-cell-off rate {rate}");
+    assert_eq!(far, 0, "predicted {:.1e} per bootstrap", predicted.far);
 }
 
 #[test]
