@@ -43,6 +43,9 @@ pub enum Command {
     Run(RunArgs),
     /// Print the observed per-feature ranges of a CSV dataset (for the `in [lo, hi]` of an input).
     CalibrateRanges(CalibrateArgs),
+    /// Measure this host's bootstrap, keyswitch and packing times (a short encrypted
+    /// training run) and store them for `report --calibration`.
+    Calibrate(CalibrateHostArgs),
     /// List the compiler passes in pipeline order (names accepted by --stop-after).
     Passes,
     /// Data owner: generate a client key (secret) and a server key bundle.
@@ -55,6 +58,16 @@ pub enum Command {
     Decrypt(DecryptArgs),
     /// Evaluate decrypted weights on a CSV dataset (clear inference).
     Eval(EvalArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CalibrateHostArgs {
+    /// Where to write the measured figures (JSON).
+    #[arg(long, default_value = "calibration.json")]
+    pub out: PathBuf,
+    /// Training samples of the timed run (a d = 64, k = 5 sigmoid head, batch 8).
+    #[arg(long, default_value_t = 32)]
+    pub samples: usize,
 }
 
 #[derive(Args, Debug)]
@@ -192,6 +205,9 @@ pub struct ReportArgs {
     pub spec: SpecArgs,
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
+    /// Time estimates from `blindtuner calibrate`'s file instead of the nominal figures.
+    #[arg(long, value_name = "FILE")]
+    pub calibration: Option<PathBuf>,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -231,6 +247,9 @@ pub struct RunArgs {
     /// Also print the cost report of the plan after the training summary.
     #[arg(long, conflicts_with = "json")]
     pub report: bool,
+    /// With --report: time estimates from `blindtuner calibrate`'s file.
+    #[arg(long, value_name = "FILE")]
+    pub calibration: Option<PathBuf>,
     /// `--backend simulate`: seed of the injected noise (default: the spec's seed).
     #[arg(long, value_name = "SEED")]
     pub noise_seed: Option<u64>,

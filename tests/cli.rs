@@ -209,3 +209,35 @@ fn out_of_range_inputs_are_clamped_and_reported() {
     assert!(e.contains("clamp"), "a warning about clamped values: {e}");
     assert!(e.contains("f0"), "names the feature: {e}");
 }
+
+#[test]
+fn simulate_backend_reports_where_bootstraps_landed() {
+    let args = [
+        "run",
+        "models/mnist_vit_sigmoid.bt",
+        "--data",
+        "data/mnist-vit16",
+        "--backend",
+        "simulate",
+        "--limit",
+        "400",
+        "--epochs",
+        "2",
+        "--json",
+    ];
+    let out = bt(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("one JSON object");
+    assert_eq!(v["backend"], "simulate");
+    // 400 samples × 2 epochs × k = 5 bootstraps, every one tallied.
+    assert_eq!(v["simulated_pbs"], 4000);
+    let rate = v["pbs_one_cell_off"].as_f64().unwrap_or(0.0) / 4000.0;
+    let predicted = v["predicted_one_cell_off_rate"].as_f64().unwrap_or(0.0);
+    assert!((rate - predicted).abs() < 0.04, "one cell off {rate}, predicted {predicted}");
+    assert_eq!(v["one_cell_off_rate_per_epoch"].as_array().map(Vec::len), Some(2));
+    // Seeded: the same noise seed gives the same run.
+    let again = bt(&args);
+    let w: serde_json::Value = serde_json::from_str(&stdout(&again)).expect("one JSON object");
+    assert_eq!(v["test_accuracy"], w["test_accuracy"]);
+    assert_eq!(v["pbs_one_cell_off"], w["pbs_one_cell_off"]);
+}

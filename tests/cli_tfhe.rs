@@ -105,3 +105,28 @@ fn train_command_runs_on_files_and_refuses_other_keys() {
     assert!(weights.exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn calibrate_measures_and_the_report_uses_it() {
+    let dir = std::env::temp_dir().join(format!("bt-calibrate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("calibration.json");
+    ok(&["calibrate", "--samples", "8", "--out", s(&file)]);
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("written")).expect("calibration is JSON");
+    for key in ["pbs_ms", "keyswitch_ms", "pack_ms_per_lwe", "wall_seconds_per_sample", "reference_pbs_ms"] {
+        assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {}", v[key]);
+    }
+    assert_eq!(v["samples"], 8);
+    let out = ok(&["report", "models/mnist_vit_sigmoid.bt", "--calibration", s(&file)]);
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(text.contains("measured on this host by `blindtuner calibrate`"), "{text}");
+
+    // A file that is not a calibration: exit 1, the file named.
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, "{}").expect("write");
+    let out = bt(&["report", "models/mnist_vit_sigmoid.bt", "--calibration", s(&bad)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.json: not a calibration file"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

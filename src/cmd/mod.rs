@@ -1,6 +1,7 @@
 //! Subcommands. Each module is one command; shared loading lives here.
 
 mod calibrate;
+mod calibrate_host;
 mod check;
 mod compile;
 mod decrypt;
@@ -28,6 +29,7 @@ pub fn dispatch(cmd: Command) -> Result<(), CliError> {
         Command::Report(a) => report::run(&a),
         Command::Run(a) => run::run(&a),
         Command::CalibrateRanges(a) => calibrate::run(&a),
+        Command::Calibrate(a) => calibrate_host::run(&a),
         Command::Keygen(a) => keygen::run(&a),
         Command::Encrypt(a) => encrypt::run(&a),
         Command::Train(a) => train::run(&a),

@@ -12,7 +12,11 @@ pub fn run(args: &ReportArgs) -> Result<(), CliError> {
     let ctx = pipeline::run(spec, None).map_err(|d| src.diagnostics(d))?;
     src.warn(&ctx.notes);
     let plan = ctx.plan.as_ref().ok_or_else(|| CliError::user("internal: the pipeline produced no plan"))?;
-    let rep = report::build(plan, Some(&src.text));
+    let mut opts = report::ReportOptions::default();
+    if let Some(f) = &args.calibration {
+        opts.timing = super::calibrate_host::load_timing(f)?;
+    }
+    let rep = report::build_with(plan, Some(&src.text), &opts);
     match args.format {
         ReportFormat::Text => print!("{}", report::render_text(&rep)),
         ReportFormat::Json => {
@@ -22,7 +26,8 @@ pub fn run(args: &ReportArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The text report of a plan (used by `run --report`).
-pub fn text_of(plan: &Plan, source: &str) -> String {
-    report::render_text(&report::build(plan, Some(source)))
+/// The text report of a plan (used by `run --report`), with the run's training-set
+/// size for per-epoch estimates.
+pub fn text_of(plan: &Plan, source: &str, opts: &report::ReportOptions) -> String {
+    report::render_text(&report::build_with(plan, Some(source), opts))
 }

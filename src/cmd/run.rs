@@ -7,6 +7,7 @@ use blindtuner_compiler::datadims::data_dims;
 use blindtuner_compiler::noise::{analyze, AnalyzeOptions, NoiseParams, OpNoise};
 use blindtuner_compiler::pipeline;
 use blindtuner_compiler::plan::Plan;
+use blindtuner_compiler::report::ReportOptions;
 use blindtuner_compiler::spec::Spec;
 use blindtuner_runtime::data::{load_csv, Dataset, Expect};
 use blindtuner_runtime::simulate::Injector;
@@ -74,7 +75,7 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         warn_violations(&plan, &clear);
         if args.report {
             println!();
-            print!("{}", report_cmd::text_of(&plan, &src.text));
+            print!("{}", report_cmd::text_of(&plan, &src.text, &report_opts(args, train_ds.len())?));
         }
         return Ok(());
     }
@@ -107,10 +108,18 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         print!("{}", summary_text(plan, &rep));
         if args.report {
             println!();
-            print!("{}", report_cmd::text_of(plan, &src.text));
+            print!("{}", report_cmd::text_of(plan, &src.text, &report_opts(args, train_ds.len())?));
         }
     }
     Ok(())
+}
+
+fn report_opts(args: &RunArgs, samples: usize) -> Result<ReportOptions, CliError> {
+    let mut o = ReportOptions { samples: Some(samples), ..Default::default() };
+    if let Some(f) = &args.calibration {
+        o.timing = super::calibrate_host::load_timing(f)?;
+    }
+    Ok(o)
 }
 
 fn split_paths(prefix: &Path) -> (PathBuf, PathBuf) {

@@ -15,7 +15,7 @@ use crate::plan::{Inst, LutEncoding, Plan, RegId, StepInst, TensorRole};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-pub use resources::{resources, resources_for, ParamDims, Resources, PARAM_SETS};
+pub use resources::{resources, resources_for, ParamDims, Resources, Timing, PARAM_SETS};
 pub use text::{human_bytes, render_text};
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -137,8 +137,27 @@ pub struct TensorRow {
     pub layout: String,
 }
 
+/// What the report cannot know from the plan alone.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReportOptions {
+    /// Costs per operation for the time estimate.
+    pub timing: Timing,
+    /// Training samples per epoch, for per-epoch estimates.
+    pub samples: Option<usize>,
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        ReportOptions { timing: Timing::nominal(), samples: None }
+    }
+}
+
 /// Build the report. `source` (the spec text) turns spans into line numbers.
 pub fn build(plan: &Plan, source: Option<&str>) -> Report {
+    build_with(plan, source, &ReportOptions::default())
+}
+
+pub fn build_with(plan: &Plan, source: Option<&str>, opts: &ReportOptions) -> Report {
     let c = costs(plan);
     let line =
         |start: usize| source.map(|s| 1 + s.as_bytes()[..start.min(s.len())].iter().filter(|&&b| b == b'\n').count());
@@ -253,7 +272,7 @@ pub fn build(plan: &Plan, source: Option<&str>) -> Report {
         luts,
         assumptions,
         tensors,
-        resources: resources(plan, &c),
+        resources: resources_for(plan, &c, &PARAM_SETS[0], &opts.timing, opts.samples),
         budget: budget_rows(plan, &noise),
     }
 }

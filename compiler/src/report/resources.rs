@@ -66,6 +66,35 @@ pub const TIMING_SOURCE: &str = "nominal figures measured on the 2-core developm
 31 ms per batched 12/3 bootstrap, 2 ms per keyswitch, 8.3 ms per packed LWE; 10/4 bootstraps \
 taken as 1.25x slower (GGSW probe); wall time divided by 2 threads. Re-measure on other hosts.";
 
+/// Per-operation costs the time estimate multiplies by the plan's counts: the nominal
+/// figures above, or what `blindtuner calibrate` measured on this host.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Timing {
+    /// Single-thread ms per bootstrap of the default set (`PARAM_SETS[0]`); other sets
+    /// scale by their nominal ratio.
+    pub pbs_ms: f64,
+    pub keyswitch_ms: f64,
+    pub pack_ms_per_lwe: f64,
+    pub threads: usize,
+    pub source: String,
+}
+
+impl Timing {
+    pub fn nominal() -> Timing {
+        Timing {
+            pbs_ms: PARAM_SETS[0].pbs_ms,
+            keyswitch_ms: KEYSWITCH_MS,
+            pack_ms_per_lwe: PACK_MS_PER_LWE,
+            threads: THREADS,
+            source: TIMING_SOURCE.to_string(),
+        }
+    }
+
+    fn pbs_ms_for(&self, p: &ParamDims) -> f64 {
+        self.pbs_ms * p.pbs_ms / PARAM_SETS[0].pbs_ms
+    }
+}
+
 impl ParamDims {
     /// The id written in file headers, e.g. `bt128-n918-N2048-bsk12x3-pks9x4-ggsw10x4`.
     pub fn id(&self) -> String {
@@ -130,26 +159,31 @@ pub struct Resources {
     pub est_seconds_per_sample: f64,
     pub est_seconds_per_step: f64,
     pub est_seconds_per_1000_samples: f64,
-    pub timing_source: &'static str,
+    /// With a known training-set size: one epoch, and the whole run.
+    pub est_seconds_per_epoch: Option<f64>,
+    pub est_seconds_total: Option<f64>,
+    pub timing_source: String,
     /// Why the estimate may not apply (e.g. the plan's `N` is not the set's).
     pub warning: Option<String>,
 }
 
 /// Resources of `plan` on the default parameter set.
 pub fn resources(plan: &Plan, c: &Costs) -> Resources {
-    resources_for(plan, c, &PARAM_SETS[0])
+    resources_for(plan, c, &PARAM_SETS[0], &Timing::nominal(), None)
 }
 
-pub fn resources_for(plan: &Plan, c: &Costs, p: &ParamDims) -> Resources {
+/// `samples`: training samples per epoch, when known (`run --report`).
+pub fn resources_for(plan: &Plan, c: &Costs, p: &ParamDims, timing: &Timing, samples: Option<usize>) -> Resources {
     let (ggsw, labels, packed) = upload_counts(plan);
     let bsk = p.bootstrap_key_bytes();
     let ksk = 2 * p.keyswitch_key_bytes();
     let pks = p.packing_key_bytes();
     // Every bootstrap is preceded by a keyswitch to the small key; external products
     // and levelled ops are microseconds and left out.
-    let sample_ms = c.pbs_per_sample as f64 * (p.pbs_ms + KEYSWITCH_MS) + packed as f64 * PACK_MS_PER_LWE;
-    let step_ms = plan.train.batch as f64 * sample_ms + c.step_pbs as f64 * (p.pbs_ms + KEYSWITCH_MS);
-    let step_s = step_ms / 1e3 / THREADS as f64;
+    let pbs_ms = timing.pbs_ms_for(p) + timing.keyswitch_ms;
+    let sample_ms = c.pbs_per_sample as f64 * pbs_ms + packed as f64 * timing.pack_ms_per_lwe;
+    let step_ms = plan.train.batch as f64 * sample_ms + c.step_pbs as f64 * pbs_ms;
+    let step_s = step_ms / 1e3 / timing.threads.max(1) as f64;
     let batch = plan.train.batch.max(1) as f64;
     let mut warnings = Vec::new();
     if plan.poly_size != p.poly_size {
@@ -181,7 +215,10 @@ pub fn resources_for(plan: &Plan, c: &Costs, p: &ParamDims) -> Resources {
         est_seconds_per_sample: step_s / batch,
         est_seconds_per_step: step_s,
         est_seconds_per_1000_samples: step_s * 1000.0 / batch,
-        timing_source: TIMING_SOURCE,
+        est_seconds_per_epoch: samples.map(|n| step_s * n.div_ceil(plan.train.batch.max(1)) as f64),
+        est_seconds_total: samples
+            .map(|n| step_s * n.div_ceil(plan.train.batch.max(1)) as f64 * plan.train.epochs as f64),
+        timing_source: timing.source.clone(),
         warning,
     }
 }

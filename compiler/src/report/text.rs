@@ -210,7 +210,10 @@ fn resources(s: &mut String, r: &super::Resources) {
         "  {:<20} {:.3} s per sample, {:.2} s per step, {:.0} s per 1000 samples",
         "estimated time", r.est_seconds_per_sample, r.est_seconds_per_step, r.est_seconds_per_1000_samples
     );
-    for (i, line) in wrap(r.timing_source, 96).iter().enumerate() {
+    if let (Some(e), Some(t)) = (r.est_seconds_per_epoch, r.est_seconds_total) {
+        let _ = writeln!(s, "  {:<20} {e:.0} s per epoch, {t:.0} s for the run", "");
+    }
+    for (i, line) in wrap(&r.timing_source, 96).iter().enumerate() {
         let _ = writeln!(s, "  {:<20} {line}", if i == 0 { "timing source" } else { "" });
     }
     if let Some(w) = &r.warning {

@@ -54,3 +54,83 @@ pub fn pbs_seconds(keys: &ServerKeys, plan: &Plan, reps: usize) -> Option<f64> {
     let count = (after.pbs - before.pbs).max(1);
     Some((after.pbs_time - before.pbs_time).as_secs_f64() / count as f64)
 }
+
+/// What `blindtuner calibrate` measures on this host: the per-operation costs the
+/// report's time estimate multiplies by the plan's counts.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Calibration {
+    /// The parameter set measured.
+    pub param_set: String,
+    /// Single-thread milliseconds per bootstrap (blind rotation + extraction), from a
+    /// training run (CPU time summed over threads / bootstraps).
+    pub pbs_ms: f64,
+    /// Single-thread milliseconds per keyswitch to the small key.
+    pub keyswitch_ms: f64,
+    /// Single-thread milliseconds per LWE of the packing keyswitch.
+    pub pack_ms_per_lwe: f64,
+    /// Threads the training run used (rayon's pool).
+    pub threads: usize,
+    /// Wall seconds per training sample of the calibration head on `threads` threads.
+    pub wall_seconds_per_sample: f64,
+    /// `reference_pbs_seconds` in the same process, in milliseconds.
+    pub reference_pbs_ms: f64,
+    /// Training samples the figures are averaged over.
+    pub samples: usize,
+}
+
+/// Train `plan` on `samples` synthetic samples (features uniform over their quantized
+/// range: the cost does not depend on the values) and time every kind of work.
+pub fn calibrate(
+    ck: &super::ClientKey,
+    keys: &ServerKeys,
+    plan: &Plan,
+    samples: usize,
+) -> Result<Calibration, super::TfheError> {
+    use super::{CryptoRng, PlanInfo};
+    let reference_pbs_ms = 1e3 * reference_pbs_seconds(10);
+    let info = PlanInfo::analyse(plan, ck.params())?;
+    let mut rng = SplitMix::new(0xca1);
+    let mut crng = CryptoRng::from_os();
+    let enc = (0..samples.max(1))
+        .map(|_| {
+            let xq: Vec<Vec<i64>> = plan
+                .inputs
+                .iter()
+                .map(|i| (0..i.len).map(|_| i.qmin + rng.below((i.qmax - i.qmin + 1) as usize) as i64).collect())
+                .collect();
+            let labels: Vec<usize> = plan.labels.iter().map(|l| rng.below(l.classes.max(1))).collect();
+            ck.encrypt_sample(plan, &info, &xq, &labels, &mut crng)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut model = ck.encrypt_model(plan, &crate::clear::init_tensors(plan), &mut crng)?;
+    let server = Server::new(keys, plan)?;
+    let batch = plan.train.batch.max(1);
+    let t = Instant::now();
+    for chunk in enc.chunks(batch) {
+        server.train_batch(&mut model, chunk)?;
+    }
+    let wall = t.elapsed().as_secs_f64();
+    let s = server.stats();
+    let pbs = s.pbs.max(1) as f64;
+    // One packed LWE per error element of every data outer product.
+    let per_sample: usize = plan
+        .sample
+        .iter()
+        .map(|i| match i {
+            blindtuner_compiler::plan::Inst::DataOuterAcc { e, .. } => plan.regs[e.index()].len,
+            _ => 0,
+        })
+        .sum();
+    let packed = (enc.len() * per_sample.max(1)) as f64;
+    Ok(Calibration {
+        param_set: keys.params().id().to_string(),
+        pbs_ms: 1e3 * s.pbs_time.as_secs_f64() / pbs,
+        // One keyswitch in front of every bootstrap.
+        keyswitch_ms: 1e3 * s.keyswitch_time.as_secs_f64() / pbs,
+        pack_ms_per_lwe: 1e3 * s.pack_time.as_secs_f64() / packed,
+        threads: rayon::current_num_threads(),
+        wall_seconds_per_sample: wall / enc.len() as f64,
+        reference_pbs_ms,
+        samples: enc.len(),
+    })
+}
