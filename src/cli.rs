@@ -247,6 +247,10 @@ pub struct RunArgs {
     /// Also print the cost report of the plan after the training summary.
     #[arg(long, conflicts_with = "json")]
     pub report: bool,
+    /// tfhe and simulate backends: bootstrap-key decomposition, 12x3 (cheaper) or 10x4
+    /// (1.7 bits less bootstrap output noise, ~25 % slower).
+    #[arg(long, default_value = "12x3")]
+    pub bsk: String,
     /// With --report: time estimates from `blindtuner calibrate`'s file.
     #[arg(long, value_name = "FILE")]
     pub calibration: Option<PathBuf>,

@@ -240,4 +240,16 @@ fn simulate_backend_reports_where_bootstraps_landed() {
     let w: serde_json::Value = serde_json::from_str(&stdout(&again)).expect("one JSON object");
     assert_eq!(v["test_accuracy"], w["test_accuracy"]);
     assert_eq!(v["pbs_one_cell_off"], w["pbs_one_cell_off"]);
+
+    // The other bootstrap key: less output noise, the same cells (the keyswitch and
+    // modulus switch decide those); an unknown one is a user error.
+    let mut other = args.to_vec();
+    other.extend(["--bsk", "10x4"]);
+    let out = bt(&other);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut bad = args.to_vec();
+    bad.extend(["--bsk", "9x9"]);
+    let out = bt(&bad);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("unknown bootstrap-key decomposition `9x9`"), "{}", stderr(&out));
 }

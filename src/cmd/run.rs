@@ -1,5 +1,6 @@
 //! `blindtuner run FILE --data PREFIX`: compile, train, evaluate, summarise.
 
+use super::keygen::parse_bsk;
 use super::{load_spec, report as report_cmd, run_tfhe, Source};
 use crate::cli::{Backend, RunArgs};
 use crate::error::CliError;
@@ -11,6 +12,8 @@ use blindtuner_compiler::report::ReportOptions;
 use blindtuner_compiler::spec::Spec;
 use blindtuner_runtime::data::{load_csv, Dataset, Expect};
 use blindtuner_runtime::simulate::Injector;
+use blindtuner_runtime::tfhe::noise_params::noise_params;
+use blindtuner_runtime::tfhe::ParamSet;
 use blindtuner_runtime::train::{train, TrainOptions, TrainReport};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -64,6 +67,7 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
             );
         }
         let job = run_tfhe::RunTfhe {
+            params: ParamSet::new(parse_bsk(&args.bsk)?),
             plan: &plan,
             train: &train_ds,
             test: &test_ds,
@@ -84,8 +88,9 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         plan.train.epochs = e;
     }
     let plan = &plan;
+    let params = ParamSet::new(parse_bsk(&args.bsk)?);
     let simulate = (args.backend == Backend::Simulate).then(|| {
-        let op = OpNoise::new(&NoiseParams::DEFAULT);
+        let op = OpNoise::new(&noise_params(&params));
         Injector::new(op, args.noise_seed.unwrap_or(plan.train.seed), plan.train.max_lr_shift())
     });
     let backend = if simulate.is_some() { "simulate" } else { "clear" };

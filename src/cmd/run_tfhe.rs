@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub struct RunTfhe<'a> {
+    pub params: ParamSet,
     /// The plan with the run's epoch count.
     pub plan: &'a Plan,
     pub train: &'a Dataset,
@@ -49,7 +50,7 @@ pub fn run(r: &RunTfhe<'_>) -> Result<TrainReport, CliError> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     // Single-threaded reference first, while no pool is busy.
     let reference_pbs = bench::reference_pbs_seconds(10);
-    let params = ParamSet::default_set();
+    let params = r.params.clone();
     if !r.json {
         eprintln!("generating keys ({}) ...", params.id());
     }
