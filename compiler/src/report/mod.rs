@@ -10,7 +10,8 @@ mod text;
 
 use crate::lower::cost::costs;
 use crate::noise::analyze::{analyze, AnalyzeOptions};
-use crate::noise::params::NoiseParams;
+use crate::noise::formulas::{log2_std_u64, pbs as pbs_var};
+use crate::noise::params::{Decomp, NoiseParams};
 use crate::plan::{Inst, LutEncoding, Plan, RegId, StepInst, TensorRole};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -118,6 +119,13 @@ pub struct LutRow {
     pub p_one_cell_off: f64,
     /// Probability that it lands two or more cells off (a failure).
     pub p_far: f64,
+    /// `log2` of the largest |output| (u64 torus units) in the first epoch and, for
+    /// tables that carry the learning rate, in the last one (the schedule shrinks the
+    /// output, not the bootstrap's noise).
+    pub out_log2_max: f64,
+    pub out_log2_max_last: f64,
+    /// `log2 σ` of the bootstrap output per allowed bootstrap key: `(key, log2 σ)`.
+    pub out_log2_std: Vec<(String, f64)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -221,6 +229,15 @@ pub fn build_with(plan: &Plan, source: Option<&str>, opts: &ReportOptions) -> Re
             margin_bits: n.map_or(f64::NAN, |n| n.margin_bits),
             p_one_cell_off: n.map_or(f64::NAN, |n| n.errors.one_off),
             p_far: n.map_or(f64::NAN, |n| n.errors.far),
+            out_log2_max: out_log2_max(l, 0),
+            out_log2_max_last: out_log2_max(l, if l.lr_scaled { plan.train.max_lr_shift() } else { 0 }),
+            out_log2_std: [Decomp::new(12, 3), Decomp::new(10, 4)]
+                .iter()
+                .map(|&d| {
+                    let p = NoiseParams::DEFAULT.with_bsk(d);
+                    (format!("{}x{}", d.base_log, d.levels), log2_std_u64(pbs_var(&p, d), p.modulus_log2))
+                })
+                .collect(),
         })
         .collect();
     let assumptions = plan
@@ -315,6 +332,12 @@ fn fmt_row(f: &crate::plan::Format) -> FormatRow {
         range: f.range,
         range_kind: if f.proven { "proven" } else { "assumed" },
     }
+}
+
+/// `log2` of the largest |output| of a table at learning-rate shift `shift`.
+fn out_log2_max(l: &crate::plan::Lut, shift: u32) -> f64 {
+    let m = l.table.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0) as f64;
+    m.log2() + f64::from(l.out_shift) - f64::from(shift)
 }
 
 /// Width of one LUT cell in units of the input.

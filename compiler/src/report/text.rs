@@ -87,6 +87,17 @@ pub fn render_text(r: &Report) -> String {
             &rows,
             &[2, 3, 7, 8, 9, 10],
         );
+        for l in &r.luts {
+            let keys: Vec<String> = l.out_log2_std.iter().map(|(k, v)| format!("2^{v:.1} with bsk {k}")).collect();
+            let _ = writeln!(
+                s,
+                "  {} output: largest |value| 2^{:.1} (first epoch), 2^{:.1} (last epoch); bootstrap noise σ {}",
+                l.name,
+                l.out_log2_max,
+                l.out_log2_max_last,
+                keys.join(", ")
+            );
+        }
         let worst = r.luts.iter().map(|l| l.p_far).fold(0.0, f64::max);
         let _ = writeln!(
             s,
