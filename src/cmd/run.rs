@@ -94,6 +94,17 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         Injector::new(op, args.noise_seed.unwrap_or(plan.train.seed), plan.train.max_lr_shift())
     });
     let backend = if simulate.is_some() { "simulate" } else { "clear" };
+    if simulate.is_some() {
+        let unmodelled = analyze(plan, &noise_params(&params), &AnalyzeOptions::new(plan.train.p_fail)).unsupported;
+        if !unmodelled.is_empty() {
+            eprintln!(
+                "warning: simulate: {} value(s) of this plan are outside the noise model ({}); server × server \
+                 products add no noise of their own in the simulation",
+                unmodelled.len(),
+                unmodelled.join("; ")
+            );
+        }
+    }
     if !args.json {
         eprintln!(
             "training `{}` on {} ({} samples, d = {}, k = {}) with the {backend} backend ...",
