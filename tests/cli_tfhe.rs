@@ -63,9 +63,12 @@ fn run_tfhe_json_has_the_contract_keys_and_counted_pbs() {
     let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
     assert!(f("reference_pbs_seconds") > 0.0 && f("peak_pbs_per_second") > 0.0);
     assert!(f("pbs_per_second") > 0.0 && f("seconds_per_sample") > 0.0);
-    // Two steps of lr 0.125: the encrypted weights track the clear ones closely.
+    // Two steps at the spec's lr 0.5 (batch 8): the encrypted weights track the clear
+    // ones up to the few bootstraps that land one cell off. One such landing moves an
+    // error value by at most sigmoid's slope × a half-unit cell (0.125) × lr/B, and a
+    // weight by that × |x| ≤ 6: 0.047 per landing; allow four on the same weight.
     let diff = f("max_abs_weight_diff_vs_clear");
-    assert!((0.0..0.05).contains(&diff), "weights differ from the clear run by {diff}");
+    assert!((0.0..0.19).contains(&diff), "weights differ from the clear run by {diff}");
     assert!((0.0..=1.0).contains(&f("test_accuracy")));
 }
 
