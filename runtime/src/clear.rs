@@ -378,11 +378,13 @@ impl<'p> Machine<'p> {
                 n.add(&mut ev, per_value);
                 let g = &mut self.tensors[grad.index()];
                 outer_acc(g, t.cols, &ev, x);
-                let norms = poly_norms(t.layout, x);
+                // Per data polynomial: its key term and external product, once.
+                let vars: Vec<f64> =
+                    poly_norms(t.layout, x).into_iter().map(|m| key * m + n.op.external_product(m)).collect();
                 for row in g.chunks_mut(t.cols).take(ev.len()) {
                     for (j, gj) in row.iter_mut().take(x.len()).enumerate() {
-                        let m = poly_of(t.layout, j).and_then(|p| norms.get(p)).copied().unwrap_or(0.0);
-                        *gj = gj.wrapping_add(n.sample(key * m + n.op.external_product(m)));
+                        let var = vars.get(poly_of(t.layout, j)).copied().unwrap_or(0.0);
+                        *gj = gj.wrapping_add(n.sample(var));
                     }
                 }
             }
@@ -436,10 +438,10 @@ impl<'p> Machine<'p> {
 }
 
 /// Index of the data polynomial that holds feature `j`.
-fn poly_of(layout: Layout, j: usize) -> Option<usize> {
+fn poly_of(layout: Layout, j: usize) -> usize {
     match layout {
-        Layout::DataPoly { per_poly, .. } if per_poly > 0 => Some(j / per_poly),
-        _ => Some(0),
+        Layout::DataPoly { per_poly, .. } if per_poly > 0 => j / per_poly,
+        _ => 0,
     }
 }
 

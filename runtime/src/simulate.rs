@@ -23,9 +23,6 @@ pub struct CellTally {
 }
 
 impl CellTally {
-    pub fn plus(self, o: &CellTally) -> CellTally {
-        CellTally { pbs: self.pbs + o.pbs, one_off: self.one_off + o.one_off, far: self.far + o.far }
-    }
     pub fn minus(self, o: &CellTally) -> CellTally {
         CellTally { pbs: self.pbs - o.pbs, one_off: self.one_off - o.one_off, far: self.far - o.far }
     }
@@ -66,16 +63,21 @@ impl Injector {
 
     /// Tally where a bootstrap landed: cells are numbered `0..2·cells` around the torus.
     pub fn tally(&mut self, cells: usize, clean: usize, used: usize) {
-        let n = 2 * cells.max(1);
-        let d = clean.abs_diff(used) % n;
-        let d = d.min(n - d);
         self.cells.pbs += 1;
-        match d {
+        match cell_distance(cells, clean, used) {
             0 => {}
             1 => self.cells.one_off += 1,
             _ => self.cells.far += 1,
         }
     }
+}
+
+/// How many cells apart `a` and `b` are on a table of `cells` cells, numbered
+/// `0..2·cells` around the torus (the second half negacyclic, as `Lut::eval` numbers them).
+pub fn cell_distance(cells: usize, a: usize, b: usize) -> usize {
+    let n = 2 * cells.max(1);
+    let d = a.abs_diff(b) % n;
+    d.min(n - d)
 }
 
 /// `‖μ‖²` of each data polynomial a sample's features `x` fill under `layout`.

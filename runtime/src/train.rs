@@ -73,6 +73,7 @@ pub fn train(plan: &Plan, train: &Dataset, test: Option<&Dataset>, opts: &TrainO
     let (mut steps, mut samples) = (0usize, 0usize);
     let mut loss_per_epoch = Vec::with_capacity(epochs);
     let mut cells_per_epoch = Vec::new();
+    let mut cells_before = CellTally::default();
     for epoch in 0..epochs {
         m.lr_shift = plan.train.lr_shift(epoch);
         order::shuffle_epoch(plan.train.seed, epoch, &mut order);
@@ -91,8 +92,8 @@ pub fn train(plan: &Plan, train: &Dataset, test: Option<&Dataset>, opts: &TrainO
         }
         loss_per_epoch.push(loss / qtrain.len().max(1) as f64);
         if let Some(n) = &m.noise {
-            let before = cells_per_epoch.iter().fold(CellTally::default(), |a: CellTally, c| a.plus(c));
-            cells_per_epoch.push(n.cells.minus(&before));
+            cells_per_epoch.push(n.cells.minus(&cells_before));
+            cells_before = n.cells;
         }
     }
     let train_seconds = start.elapsed().as_secs_f64();

@@ -12,6 +12,7 @@ use blindtuner_compiler::noise::formulas::{self as f, log2_std_u64};
 use blindtuner_compiler::noise::tail::cell_errors;
 use blindtuner_compiler::noise::NoiseParams;
 use blindtuner_compiler::plan::LutId;
+use blindtuner_runtime::simulate::cell_distance;
 use blindtuner_runtime::tfhe::ggsw::{data_polynomial, encrypt_poly_ggsw, negacyclic_mul_small, to_fourier, Direction};
 use blindtuner_runtime::tfhe::noise_params::noise_params;
 use blindtuner_runtime::tfhe::pack::pack_batched;
@@ -89,8 +90,7 @@ fn keyswitch_modulus_switch_and_pbs() {
     for (s, &m) in small.iter().zip(&msgs) {
         let clean = lut.eval(m, n).1;
         let used = lut.at_index(ck.pbs_index(s), n).1;
-        let d = clean.abs_diff(used) % cells;
-        match d.min(cells - d) {
+        match cell_distance(lut.table.len(), clean, used) {
             0 => {}
             1 => one += 1,
             _ => far += 1,

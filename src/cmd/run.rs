@@ -5,7 +5,7 @@ use super::{load_spec, report as report_cmd, run_tfhe, Source};
 use crate::cli::{Backend, RunArgs};
 use crate::error::CliError;
 use blindtuner_compiler::datadims::data_dims;
-use blindtuner_compiler::noise::{analyze, AnalyzeOptions, NoiseParams, OpNoise};
+use blindtuner_compiler::noise::{analyze, AnalyzeOptions, NoiseReport, OpNoise};
 use blindtuner_compiler::pipeline;
 use blindtuner_compiler::plan::Plan;
 use blindtuner_compiler::report::ReportOptions;
@@ -49,62 +49,20 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     let ctx = pipeline::run(spec, None).map_err(|d| src.diagnostics(d))?;
     src.warn(&ctx.notes);
     let plan = ctx.plan.as_ref().ok_or_else(|| CliError::user("internal: the pipeline produced no plan"))?;
-    if args.backend == Backend::Tfhe {
-        // The epoch count is part of the plan the client encrypts for (label terms carry
-        // the run's largest learning-rate shift): apply the override to the plan itself.
-        let mut plan = plan.clone();
-        if let Some(e) = args.epochs {
-            plan.train.epochs = e;
-        }
-        if !args.json {
-            eprintln!(
-                "training `{}` on {} ({} samples, d = {}, k = {}) with the tfhe backend ...",
-                plan.model,
-                train_path.display(),
-                train_ds.len(),
-                train_ds.d,
-                plan.labels.first().map_or(0, |l| l.classes)
-            );
-        }
-        let job = run_tfhe::RunTfhe {
-            params: ParamSet::new(parse_bsk(&args.bsk)?),
-            plan: &plan,
-            train: &train_ds,
-            test: &test_ds,
-            data: &args.data,
-            loss,
-            json: args.json,
-        };
-        let clear = run_tfhe::run(&job)?;
-        warn_violations(&plan, &clear);
-        if args.report {
-            println!();
-            print!("{}", report_cmd::text_of(&plan, &src.text, &report_opts(args, train_ds.len())?));
-        }
-        return Ok(());
-    }
+    // The epoch count is part of the plan (label terms carry the run's largest
+    // learning-rate shift, which the client encrypts for and the simulator models):
+    // apply the override to the plan itself.
     let mut plan = plan.clone();
     if let Some(e) = args.epochs {
         plan.train.epochs = e;
     }
     let plan = &plan;
     let params = ParamSet::new(parse_bsk(&args.bsk)?);
-    let simulate = (args.backend == Backend::Simulate).then(|| {
-        let op = OpNoise::new(&noise_params(&params));
-        Injector::new(op, args.noise_seed.unwrap_or(plan.train.seed), plan.train.max_lr_shift())
-    });
-    let backend = if simulate.is_some() { "simulate" } else { "clear" };
-    if simulate.is_some() {
-        let unmodelled = analyze(plan, &noise_params(&params), &AnalyzeOptions::new(plan.train.p_fail)).unsupported;
-        if !unmodelled.is_empty() {
-            eprintln!(
-                "warning: simulate: {} value(s) of this plan are outside the noise model ({}); server × server \
-                 products add no noise of their own in the simulation",
-                unmodelled.len(),
-                unmodelled.join("; ")
-            );
-        }
-    }
+    let backend = match args.backend {
+        Backend::Clear => "clear",
+        Backend::Tfhe => "tfhe",
+        Backend::Simulate => "simulate",
+    };
     if !args.json {
         eprintln!(
             "training `{}` on {} ({} samples, d = {}, k = {}) with the {backend} backend ...",
@@ -115,11 +73,45 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
             plan.labels.first().map_or(0, |l| l.classes)
         );
     }
+    if args.backend == Backend::Tfhe {
+        let job = run_tfhe::RunTfhe {
+            params: params.clone(),
+            plan,
+            train: &train_ds,
+            test: &test_ds,
+            data: &args.data,
+            loss,
+            json: args.json,
+        };
+        let clear = run_tfhe::run(&job)?;
+        warn_violations(plan, &clear);
+        if args.report {
+            println!();
+            print!("{}", report_cmd::text_of(plan, &src.text, &report_opts(args, train_ds.len())?));
+        }
+        return Ok(());
+    }
+    let np = noise_params(&params);
+    let simulate = (args.backend == Backend::Simulate).then(|| {
+        Injector::new(OpNoise::new(&np), args.noise_seed.unwrap_or(plan.train.seed), plan.train.max_lr_shift())
+    });
+    let noise = simulate.is_some().then(|| analyze(plan, &np, &AnalyzeOptions::new(plan.train.p_fail)));
+    if let Some(n) = &noise {
+        let unmodelled = &n.unsupported;
+        if !unmodelled.is_empty() {
+            eprintln!(
+                "warning: simulate: {} value(s) of this plan are outside the noise model ({}); server × server \
+                 products add no noise of their own in the simulation",
+                unmodelled.len(),
+                unmodelled.join("; ")
+            );
+        }
+    }
     let opts = TrainOptions { loss, epochs: None, simulate };
     let rep = train(plan, &train_ds, Some(&test_ds), &opts);
     warn_violations(plan, &rep);
     if args.json {
-        println!("{}", summary_json(plan, &rep, &args.data, backend));
+        println!("{}", summary_json(plan, &rep, &args.data, backend, noise.as_ref()));
     } else {
         print!("{}", summary_text(plan, &rep));
         if args.report {
@@ -190,7 +182,7 @@ fn warn_violations(plan: &Plan, rep: &TrainReport) {
     }
 }
 
-fn summary_json(plan: &Plan, rep: &TrainReport, data: &Path, backend: &str) -> String {
+fn summary_json(plan: &Plan, rep: &TrainReport, data: &Path, backend: &str, noise: Option<&NoiseReport>) -> String {
     let c = blindtuner_compiler::lower::cost::costs(plan);
     let clamped: u64 = rep.clamped.iter().flatten().sum();
     let mut v = json!({
@@ -216,7 +208,7 @@ fn summary_json(plan: &Plan, rep: &TrainReport, data: &Path, backend: &str) -> S
         v["simulated_pbs"] = json!(cells.pbs);
         v["pbs_one_cell_off"] = json!(cells.one_off);
         v["pbs_further_off"] = json!(cells.far);
-        v["predicted_one_cell_off_rate"] = json!(predicted_one_off(plan));
+        v["predicted_one_cell_off_rate"] = json!(noise.and_then(predicted_one_off));
         v["one_cell_off_rate_per_epoch"] =
             json!(rep.cells_per_epoch.iter().map(|c| c.one_off_rate()).collect::<Vec<_>>());
     }
@@ -227,8 +219,7 @@ fn summary_json(plan: &Plan, rep: &TrainReport, data: &Path, backend: &str) -> S
 /// over the lookup tables). The per-epoch measured rates show how much the weights'
 /// noise adds during training: the model's random-walk bound on that is pessimistic
 /// (SGD contracts the part of the weight noise that the data sees).
-fn predicted_one_off(plan: &Plan) -> Option<f64> {
-    let rep = analyze(plan, &NoiseParams::DEFAULT, &AnalyzeOptions::new(plan.train.p_fail));
+fn predicted_one_off(rep: &NoiseReport) -> Option<f64> {
     let n = rep.luts.len();
     (n > 0).then(|| rep.luts.iter().map(|l| l.errors.one_off).sum::<f64>() / n as f64)
 }

@@ -159,9 +159,9 @@ pub fn analyze(plan: &Plan, p: &NoiseParams, opts: &AnalyzeOptions) -> NoiseRepo
         steps: opts.steps,
         fresh_lwe: p.lwe_var(),
         fresh_glwe: p.glwe_var(),
-        pbs: cx.pbs,
-        keyswitch: cx.ks,
-        modulus_switch: cx.ms,
+        pbs: cx.op.pbs,
+        keyswitch: cx.op.keyswitch,
+        modulus_switch: cx.op.modulus_switch,
         regs: plan
             .regs
             .iter()
@@ -197,9 +197,6 @@ struct Cx<'a> {
     /// Mean of `xq²` per input.
     feature_ms: Vec<f64>,
     op: OpNoise,
-    pbs: f64,
-    ks: f64,
-    ms: f64,
 }
 
 impl<'a> Cx<'a> {
@@ -211,7 +208,7 @@ impl<'a> Cx<'a> {
             .map(|(i, inp)| opts.feature_ms.get(i).copied().flatten().unwrap_or_else(|| uniform_ms(inp.qmin, inp.qmax)))
             .collect();
         let op = OpNoise::new(p);
-        Cx { plan, p, p_fail: opts.p_fail, feature_ms, op, pbs: op.pbs, ks: op.keyswitch, ms: op.modulus_switch }
+        Cx { plan, p, p_fail: opts.p_fail, feature_ms, op }
     }
 
     /// `‖μ‖²` of each data polynomial of a `DataPoly` tensor for `input`: the features
@@ -299,7 +296,7 @@ impl<'a> Cx<'a> {
                         Some(v) => out.luts.push((i, lut, input, v)),
                         None => out.unsupported.push(format!("input of LUT `{}`", plan.luts[lut.index()].name)),
                     }
-                    Some(Growing::fixed(self.pbs))
+                    Some(Growing::fixed(self.op.pbs))
                 }
                 Inst::Add { a, b, .. } | Inst::Sub { a, b, .. } => {
                     get(a, &out.regs).zip(get(b, &out.regs)).map(|(a, b)| a.plus(b))

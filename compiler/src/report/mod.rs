@@ -231,9 +231,10 @@ pub fn build_with(plan: &Plan, source: Option<&str>, opts: &ReportOptions) -> Re
             p_far: n.map_or(f64::NAN, |n| n.errors.far),
             out_log2_max: out_log2_max(l, 0),
             out_log2_max_last: out_log2_max(l, if l.lr_scaled { plan.train.max_lr_shift() } else { 0 }),
-            out_log2_std: [Decomp::new(12, 3), Decomp::new(10, 4)]
+            out_log2_std: PARAM_SETS
                 .iter()
-                .map(|&d| {
+                .map(|set| {
+                    let d = Decomp::new(set.bsk.0 as u32, set.bsk.1 as u32);
                     let p = NoiseParams::DEFAULT.with_bsk(d);
                     (format!("{}x{}", d.base_log, d.levels), log2_std_u64(pbs_var(&p, d), p.modulus_log2))
                 })
