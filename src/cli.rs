@@ -75,10 +75,14 @@ pub struct KeygenArgs {
     /// Directory to write `client.key` (secret: never send it) and `server.keys` into.
     #[arg(long)]
     pub out: PathBuf,
-    /// Bootstrap-key decomposition for the lookup tables: 12x3 (cheapest that keeps
-    /// training on track) or 10x4 (more margin, ~20% slower).
-    #[arg(long, default_value = "12x3")]
+    /// Bootstrap-key decomposition: `auto` (the compiler's choice for --plan, see
+    /// `report`; 12x3 without a plan), 12x3 (cheaper) or 10x4 (1.7 bits less bootstrap
+    /// output noise, ~25 % slower).
+    #[arg(long, default_value = "auto")]
     pub bsk: String,
+    /// The plan the keys are for: with `--bsk auto`, its bootstrap key is used.
+    #[arg(long)]
+    pub plan: Option<PathBuf>,
     /// Deterministic keys from this seed (tests and demos only: never for real data).
     #[arg(long)]
     pub insecure_seed: Option<u64>,
@@ -247,9 +251,10 @@ pub struct RunArgs {
     /// Also print the cost report of the plan after the training summary.
     #[arg(long, conflicts_with = "json")]
     pub report: bool,
-    /// tfhe and simulate backends: bootstrap-key decomposition, 12x3 (cheaper) or 10x4
-    /// (1.7 bits less bootstrap output noise, ~25 % slower).
-    #[arg(long, default_value = "12x3")]
+    /// tfhe and simulate backends: bootstrap-key decomposition, `auto` (the compiler's
+    /// choice for this plan and epoch count, explained by `--report`), 12x3 (cheaper) or
+    /// 10x4 (1.7 bits less bootstrap output noise, ~25 % slower).
+    #[arg(long, default_value = "auto")]
     pub bsk: String,
     /// With --report: time estimates from `blindtuner calibrate`'s file.
     #[arg(long, value_name = "FILE")]

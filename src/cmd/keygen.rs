@@ -1,11 +1,14 @@
-//! `blindtuner keygen --out DIR [--bsk 12x3|10x4] [--insecure-seed N]`.
+//! `blindtuner keygen --out DIR [--plan PLAN] [--bsk auto|12x3|10x4] [--insecure-seed N]`.
 //!
 //! Writes `DIR/client.key` (secret, owner-only) and `DIR/server.keys` (the evaluation
 //! keys: bootstrap, keyswitch and packing keyswitch keys). `encrypt` and `decrypt` find
 //! the client key in the same directory; only `server.keys` goes to the server.
 
+use super::load_plan;
 use crate::cli::KeygenArgs;
 use crate::error::CliError;
+use blindtuner_compiler::noise::choose_key;
+use blindtuner_compiler::plan::Plan;
 pub use blindtuner_compiler::report::human_bytes;
 use blindtuner_runtime::tfhe::files::{self, FileKind};
 use blindtuner_runtime::tfhe::{keygen, BskChoice, ClientKey, CryptoRng, ParamSet};
@@ -41,14 +44,37 @@ pub fn parse_bsk(s: &str) -> Result<BskChoice, CliError> {
     match s {
         "12x3" | "12/3" => Ok(BskChoice::Bsk12x3),
         "10x4" | "10/4" => Ok(BskChoice::Bsk10x4),
-        other => Err(CliError::user(format!(
-            "unknown bootstrap-key decomposition `{other}`: expected 12x3 (default) or 10x4"
-        ))),
+        other => {
+            Err(CliError::user(format!("unknown bootstrap-key decomposition `{other}`: expected auto, 12x3 or 10x4")))
+        }
     }
 }
 
+/// `--bsk`: `auto` is the key the compiler chose for `plan` (see `report`); without a
+/// plan, the cheapest set.
+pub fn resolve_bsk(s: &str, plan: Option<&Plan>) -> Result<BskChoice, CliError> {
+    if s != "auto" {
+        return parse_bsk(s);
+    }
+    Ok(match plan.map(|p| choose_key(p).bsk) {
+        Some((10, 4)) => BskChoice::Bsk10x4,
+        _ => BskChoice::Bsk12x3,
+    })
+}
+
+/// The compiler's key for `plan`, named as `--bsk` takes it (`12x3`).
+pub fn chosen_bsk_name(plan: &Plan) -> String {
+    choose_key(plan).name().to_string()
+}
+
 pub fn run(args: &KeygenArgs) -> Result<(), CliError> {
-    let params = ParamSet::new(parse_bsk(&args.bsk)?);
+    let plan = args.plan.as_deref().map(load_plan).transpose()?;
+    if args.bsk == "auto" && plan.is_none() {
+        eprintln!(
+            "note: no --plan: keys with the cheapest bootstrap key (12x3); `--plan PLAN` lets the compiler choose"
+        );
+    }
+    let params = ParamSet::new(resolve_bsk(&args.bsk, plan.as_ref())?);
     let (ck_path, sk_path) = (client_key_path(&args.out), server_keys_path(&args.out));
     if ck_path.exists() {
         // The old key may be the only one that decrypts data or models made with it.

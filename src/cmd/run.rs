@@ -1,6 +1,6 @@
 //! `blindtuner run FILE --data PREFIX`: compile, train, evaluate, summarise.
 
-use super::keygen::parse_bsk;
+use super::keygen::resolve_bsk;
 use super::{load_spec, report as report_cmd, run_tfhe, Source};
 use crate::cli::{Backend, RunArgs};
 use crate::error::CliError;
@@ -57,7 +57,7 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         plan.train.epochs = e;
     }
     let plan = &plan;
-    let params = ParamSet::new(parse_bsk(&args.bsk)?);
+    let params = ParamSet::new(resolve_bsk(&args.bsk, Some(plan))?);
     let backend = match args.backend {
         Backend::Clear => "clear",
         Backend::Tfhe => "tfhe",

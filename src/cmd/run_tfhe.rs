@@ -105,7 +105,7 @@ pub fn run(r: &RunTfhe<'_>) -> Result<TrainReport, CliError> {
     if r.json {
         println!("{}", summary_json(plan, r, &clear, &m));
     } else {
-        print!("{}", summary_text(plan, &clear, &m));
+        print!("{}", summary_text(plan, r, &clear, &m));
     }
     Ok(clear)
 }
@@ -150,7 +150,7 @@ fn summary_json(plan: &Plan, r: &RunTfhe<'_>, clear: &TrainReport, m: &Measured)
         "seconds_per_sample_over_reference_pbs": seconds_per_sample / m.reference_pbs,
         "max_abs_weight_diff_vs_clear": m.max_diff,
         "reference_pbs_seconds": m.reference_pbs,
-        "param_set": ParamSet::default_set().id().0,
+        "param_set": r.params.id().0,
         "clear_test_accuracy": clear.test_accuracy,
         "clear_train_accuracy": clear.train_accuracy,
         "keygen_seconds": m.keygen_seconds,
@@ -159,13 +159,13 @@ fn summary_json(plan: &Plan, r: &RunTfhe<'_>, clear: &TrainReport, m: &Measured)
     v.to_string()
 }
 
-fn summary_text(plan: &Plan, clear: &TrainReport, m: &Measured) -> String {
+fn summary_text(plan: &Plan, r: &RunTfhe<'_>, clear: &TrainReport, m: &Measured) -> String {
     let pct = |x: f64| format!("{:.2} %", 100.0 * x);
     let samples = m.samples.max(1) as f64;
     let spp = m.train_seconds / samples;
     let mut s = String::new();
     s += &format!("model            {}\n", plan.model);
-    s += &format!("backend          tfhe ({})\n", ParamSet::default_set().id());
+    s += &format!("backend          tfhe ({})\n", r.params.id());
     s += &format!(
         "test accuracy    {} (clear backend {})\n",
         pct(m.test_accuracy),

@@ -2,6 +2,7 @@
 //! server's side. Only ever loads `server.keys`: no code path here can reach a client
 //! key (the types keep them apart, see `runtime::tfhe::keys`).
 
+use super::keygen::{chosen_bsk_name, resolve_bsk};
 use super::load_plan;
 use super::progress::Reporter;
 use crate::cli::TrainArgs;
@@ -12,7 +13,7 @@ use blindtuner_runtime::clear::init_tensors;
 use blindtuner_runtime::order::steps_per_epoch;
 use blindtuner_runtime::tfhe::driver::{self, DriverConfig, TrainOutcome, TrainState};
 use blindtuner_runtime::tfhe::files::{self, PlanHash};
-use blindtuner_runtime::tfhe::{bench, EncDataset, ServerKeys};
+use blindtuner_runtime::tfhe::{bench, BskChoice, EncDataset, ParamSet, ServerKeys};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ pub fn run(args: &TrainArgs) -> Result<(), CliError> {
     let keys = files::load_server_keys(&args.server_key, None)?;
     // The dataset header must name these keys and this plan (errors name the file).
     let data = files::load_dataset(&args.data, keys.fingerprint(), PlanHash::of(&plan))?;
+    warn_key_choice(&plan, args.epochs, keys.params());
     let job = Job {
         plan: &plan,
         keys: &keys,
@@ -44,6 +46,23 @@ pub fn run(args: &TrainArgs) -> Result<(), CliError> {
         outcome.stats.pbs as f64 / outcome.seconds.max(1e-9)
     );
     Ok(())
+}
+
+/// The keys are the data owner's choice; say so when it is not the compiler's (the
+/// report explains what the other key costs in accuracy or time).
+fn warn_key_choice(plan: &Plan, epochs: Option<usize>, params: &ParamSet) {
+    let mut plan = plan.clone();
+    if let Some(e) = epochs {
+        plan.train.epochs = e;
+    }
+    let chosen = ParamSet::new(resolve_bsk("auto", Some(&plan)).unwrap_or(BskChoice::Bsk12x3));
+    if chosen != *params {
+        eprintln!(
+            "warning: these server keys are {}, the compiler chose bsk {} for this plan (`blindtuner report` says why)",
+            params.id(),
+            chosen_bsk_name(&plan)
+        );
+    }
 }
 
 /// One server-side training job: what `train` loads, and what `run --backend tfhe`

@@ -7,16 +7,19 @@
 //! * [`tail`] — Gaussian tails: one-cell-off vs failure probabilities of a bootstrap;
 //! * [`sim`] — [`OpNoise`]: the own noise of each lowered operation, shared by
 //!   [`analyze`](mod@analyze) and the runtime's noise simulator;
-//! * [`analyze`](mod@analyze) — propagation through a plan: [`NoiseReport`].
+//! * [`analyze`](mod@analyze) — propagation through a plan: [`NoiseReport`];
+//! * [`choose`] — which bootstrap key (parameter set) a plan runs with: [`KeyChoice`].
 //!
 //! Unit everywhere: variance as a fraction of the torus, squared (see [`formulas`]).
 
 pub mod analyze;
+pub mod choose;
 pub mod formulas;
 pub mod params;
 pub mod sim;
 pub mod tail;
 
 pub use analyze::{analyze, AnalyzeOptions, DataProductNoise, Growing, LutNoise, NoiseReport, RegNoise, TensorNoise};
+pub use choose::{choose_key, KeyCandidate, KeyChoice};
 pub use params::{Decomp, NoiseDist, NoiseParams};
 pub use sim::OpNoise;

@@ -10,6 +10,7 @@ mod text;
 
 use crate::lower::cost::costs;
 use crate::noise::analyze::{analyze, AnalyzeOptions};
+use crate::noise::choose::{choose_key, KeyChoice};
 use crate::noise::formulas::{log2_std_u64, pbs as pbs_var};
 use crate::noise::params::{Decomp, NoiseParams};
 use crate::plan::{Inst, LutEncoding, Plan, RegId, StepInst, TensorRole};
@@ -48,6 +49,8 @@ pub struct Report {
     /// How the stored tensors' noise grows without refreshes, and when a refresh
     /// would be needed.
     pub budget: Vec<BudgetRow>,
+    /// The bootstrap key the compiler chose, with the alternatives it weighed.
+    pub key: KeyChoice,
 }
 
 /// Noise growth of one stored tensor and what it means for the bootstraps that read it.
@@ -208,7 +211,9 @@ pub fn build_with(plan: &Plan, source: Option<&str>, opts: &ReportOptions) -> Re
             line: None,
         });
     }
-    let noise = analyze(plan, &NoiseParams::DEFAULT, &AnalyzeOptions::new(plan.train.p_fail));
+    let key = choose_key(plan);
+    let np = NoiseParams::DEFAULT.with_bsk(Decomp::new(key.bsk.0 as u32, key.bsk.1 as u32));
+    let noise = analyze(plan, &np, &AnalyzeOptions::new(plan.train.p_fail));
     let luts = plan
         .luts
         .iter()
@@ -290,8 +295,9 @@ pub fn build_with(plan: &Plan, source: Option<&str>, opts: &ReportOptions) -> Re
         luts,
         assumptions,
         tensors,
-        resources: resources_for(plan, &c, &PARAM_SETS[0], &opts.timing, opts.samples),
+        resources: resources_for(plan, &c, &PARAM_SETS[key.chosen], &opts.timing, opts.samples),
         budget: budget_rows(plan, &noise),
+        key,
     }
 }
 

@@ -98,10 +98,11 @@ pub fn render_text(r: &Report) -> String {
                 keys.join(", ")
             );
         }
+        key_choice(&mut s, &r.key);
         let worst = r.luts.iter().map(|l| l.p_far).fold(0.0, f64::max);
         let _ = writeln!(
             s,
-            "  noise: tfhe's formulas for the default parameter set, at the first step; one cell off is a numeric \
+            "  noise: tfhe's formulas for the chosen parameter set, at the first step; one cell off is a numeric \
              error, further off is a failure"
         );
         if worst > 1e-6 {
@@ -183,6 +184,26 @@ pub fn render_text(r: &Report) -> String {
     s
 }
 
+/// Why this bootstrap key: the rule is in `noise::choose`.
+fn key_choice(s: &mut String, k: &crate::noise::KeyChoice) {
+    let (Some(lut), Some(half)) = (&k.limiting_lut, k.log2_half_step) else { return };
+    let verdicts: Vec<String> = k
+        .candidates
+        .iter()
+        .map(|c| format!("{} adds σ 2^{:.1} ({})", c.bsk, c.out_log2_std, if c.meets { "fits" } else { "too noisy" }))
+        .collect();
+    let _ = writeln!(
+        s,
+        "  key: bsk {} chosen — the cheapest whose output σ stays under half of `{lut}`'s largest output step in \
+         its worst epoch (2^{half:.1}): {}",
+        k.name(),
+        verdicts.join(", ")
+    );
+    if !k.candidates[k.chosen].meets {
+        let _ = writeln!(s, "  warning: no parameter set meets this; the quietest was chosen");
+    }
+}
+
 fn resources(s: &mut String, r: &super::Resources) {
     let others: Vec<&str> = r.allowed_param_sets.iter().map(String::as_str).filter(|id| *id != r.param_set).collect();
     let _ = writeln!(s);
@@ -191,7 +212,7 @@ fn resources(s: &mut String, r: &super::Resources) {
     if !others.is_empty() {
         let _ = writeln!(
             s,
-            "  {:<20} {} (keygen --bsk 10x4; every set is {}-bit)",
+            "  {:<20} {} (keygen --bsk; every set is {}-bit)",
             "also allowed",
             others.join(", "),
             r.security_bits

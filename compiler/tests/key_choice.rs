@@ -1,0 +1,58 @@
+//! The compiler's choice of bootstrap key (`noise::choose`): it follows the output step
+//! of the lookup tables in the worst epoch, so the learning-rate schedule and the epoch
+//! count move it, and it is the cheapest set that fits.
+
+use blindtuner_compiler::check::check_source;
+use blindtuner_compiler::noise::choose_key;
+use blindtuner_compiler::pipeline;
+use blindtuner_compiler::plan::Plan;
+use std::collections::BTreeMap;
+
+fn bundled(name: &str) -> Plan {
+    let path = format!("{}/../models/{name}.bt", env!("CARGO_MANIFEST_DIR"));
+    let src = std::fs::read_to_string(path).expect("bundled model");
+    let (spec, diags) = check_source(&src, &BTreeMap::new());
+    let spec = spec.unwrap_or_else(|| panic!("{diags:?}"));
+    pipeline::run(spec, None).expect("compiles").plan.expect("a plan")
+}
+
+#[test]
+fn long_schedule_needs_the_quieter_key() {
+    // 16 epochs, lr halved every 3: the error table ends 5 shifts down, its steepest
+    // step 2^38, so σ must stay under 2^37: 12x3 (2^38.5) does not, 10x4 (2^36.7) does.
+    let plan = bundled("mnist_vit_sigmoid");
+    let k = choose_key(&plan);
+    assert_eq!(k.name(), "10x4");
+    assert_eq!(k.limiting_lut.as_deref(), Some("error"));
+    let half = k.log2_half_step.expect("a table");
+    assert!((half - 37.0).abs() < 0.05, "half step 2^{half}");
+    assert!(!k.candidates[0].meets && k.candidates[1].meets);
+    assert!(k.candidates[0].out_log2_std > half && k.candidates[1].out_log2_std < half);
+}
+
+#[test]
+fn short_runs_afford_the_cheaper_key() {
+    // Two epochs never decay the rate: the step is 2^43 and 12x3 fits.
+    let mut plan = bundled("mnist_vit_sigmoid");
+    plan.train.epochs = 2;
+    let k = choose_key(&plan);
+    assert_eq!(k.name(), "12x3");
+    assert!(k.candidates.iter().all(|c| c.meets));
+    // The cheapest of those that fit.
+    assert!(k.candidates[k.chosen].pbs_ms <= k.candidates.iter().map(|c| c.pbs_ms).fold(f64::MAX, f64::min));
+}
+
+#[test]
+fn the_choice_moves_at_the_predicted_shift() {
+    // Each halving of the rate halves the step: 12x3 fits while the step is above
+    // 2^39.5 (shift ≤ 3), so the switch happens where the fourth halving is reached.
+    let mut plan = bundled("mnist_vit_sigmoid");
+    let every = plan.train.schedule.expect("a schedule").every;
+    let mut names = Vec::new();
+    for shift in 0..=5 {
+        plan.train.epochs = every * shift + 1;
+        assert_eq!(plan.train.max_lr_shift(), shift as u32);
+        names.push(choose_key(&plan).name().to_string());
+    }
+    assert_eq!(names, ["12x3", "12x3", "12x3", "12x3", "10x4", "10x4"]);
+}
