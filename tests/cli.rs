@@ -235,6 +235,11 @@ fn simulate_backend_reports_where_bootstraps_landed() {
     let predicted = v["predicted_one_cell_off_rate"].as_f64().unwrap_or(0.0);
     assert!((rate - predicted).abs() < 0.04, "one cell off {rate}, predicted {predicted}");
     assert_eq!(v["one_cell_off_rate_per_epoch"].as_array().map(Vec::len), Some(2));
+    // The clear run on the same samples rides along: the prediction is a distance from it.
+    let clear = v["clear_test_accuracy"].as_f64().expect("clear accuracy");
+    assert!((0.0..=1.0).contains(&clear));
+    let diff = v["max_abs_weight_diff_vs_clear"].as_f64().expect("weight distance");
+    assert!(diff > 0.0 && diff < 0.5, "noise moves the weights a little: {diff}");
     // Seeded: the same noise seed gives the same run.
     let again = bt(&args);
     let w: serde_json::Value = serde_json::from_str(&stdout(&again)).expect("one JSON object");

@@ -109,11 +109,17 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     }
     let opts = TrainOptions { loss, epochs: None, simulate };
     let rep = train(plan, &train_ds, Some(&test_ds), &opts);
+    // The simulator's prediction is a distance from the clear run (same samples, same
+    // order): run that too, as `--backend tfhe` does (milliseconds).
+    let clear = opts.simulate.is_some().then(|| {
+        let opts = TrainOptions { loss, epochs: None, simulate: None };
+        train(plan, &train_ds, Some(&test_ds), &opts)
+    });
     warn_violations(plan, &rep);
     if args.json {
-        println!("{}", summary_json(plan, &rep, &args.data, backend, noise.as_ref()));
+        println!("{}", summary_json(plan, &rep, clear.as_ref(), &args.data, backend, noise.as_ref()));
     } else {
-        print!("{}", summary_text(plan, &rep));
+        print!("{}", summary_text(plan, &rep, clear.as_ref()));
         if args.report {
             println!();
             print!("{}", report_cmd::text_of(plan, &src.text, &report_opts(args, train_ds.len())?));
@@ -182,7 +188,14 @@ fn warn_violations(plan: &Plan, rep: &TrainReport) {
     }
 }
 
-fn summary_json(plan: &Plan, rep: &TrainReport, data: &Path, backend: &str, noise: Option<&NoiseReport>) -> String {
+fn summary_json(
+    plan: &Plan,
+    rep: &TrainReport,
+    clear: Option<&TrainReport>,
+    data: &Path,
+    backend: &str,
+    noise: Option<&NoiseReport>,
+) -> String {
     let c = blindtuner_compiler::lower::cost::costs(plan);
     let clamped: u64 = rep.clamped.iter().flatten().sum();
     let mut v = json!({
@@ -212,6 +225,11 @@ fn summary_json(plan: &Plan, rep: &TrainReport, data: &Path, backend: &str, nois
         v["one_cell_off_rate_per_epoch"] =
             json!(rep.cells_per_epoch.iter().map(|c| c.one_off_rate()).collect::<Vec<_>>());
     }
+    if let Some(clear) = clear {
+        v["clear_test_accuracy"] = json!(clear.test_accuracy);
+        v["clear_train_accuracy"] = json!(clear.train_accuracy);
+        v["max_abs_weight_diff_vs_clear"] = json!(run_tfhe::max_abs_diff(plan, &rep.tensors, &clear.tensors));
+    }
     v.to_string()
 }
 
@@ -224,7 +242,7 @@ fn predicted_one_off(rep: &NoiseReport) -> Option<f64> {
     (n > 0).then(|| rep.luts.iter().map(|l| l.errors.one_off).sum::<f64>() / n as f64)
 }
 
-fn summary_text(plan: &Plan, rep: &TrainReport) -> String {
+fn summary_text(plan: &Plan, rep: &TrainReport, clear: Option<&TrainReport>) -> String {
     let mut s = String::new();
     let pct = |x: f64| format!("{:.2} %", 100.0 * x);
     s += &format!("model            {}\n", plan.model);
@@ -242,10 +260,16 @@ fn summary_text(plan: &Plan, rep: &TrainReport) -> String {
             );
         }
     }
+    let vs_clear = |f: fn(&TrainReport) -> Option<f64>| {
+        clear.and_then(f).map_or(String::new(), |c| format!(" (clear backend {})", pct(c)))
+    };
     if let Some(t) = rep.test_accuracy {
-        s += &format!("test accuracy    {}\n", pct(t));
+        s += &format!("test accuracy    {}{}\n", pct(t), vs_clear(|r| r.test_accuracy));
     }
-    s += &format!("train accuracy   {}\n", pct(rep.train_accuracy));
+    s += &format!("train accuracy   {}{}\n", pct(rep.train_accuracy), vs_clear(|r| Some(r.train_accuracy)));
+    if let Some(c) = clear {
+        s += &format!("weights vs clear max |Δ| = {:.5}\n", run_tfhe::max_abs_diff(plan, &rep.tensors, &c.tensors));
+    }
     s += &format!("epochs / steps   {} / {} ({} samples)\n", rep.epochs, rep.steps, rep.samples);
     s += &format!("train time       {:.3} s\n", rep.train_seconds);
     s += &format!("PBS (encrypted)  {} ({} per sample)\n", rep.pbs_count, rep.pbs_count / rep.samples.max(1) as u64);

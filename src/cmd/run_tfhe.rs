@@ -111,7 +111,7 @@ pub fn run(r: &RunTfhe<'_>) -> Result<TrainReport, CliError> {
 }
 
 /// Largest |decrypted − clear| over every parameter coefficient, in real units.
-fn max_abs_diff(plan: &Plan, enc: &[Vec<u64>], clear: &[Vec<u64>]) -> f64 {
+pub fn max_abs_diff(plan: &Plan, enc: &[Vec<u64>], clear: &[Vec<u64>]) -> f64 {
     let (e, c) = (decode_weights(plan, enc), decode_weights(plan, clear));
     e.iter()
         .filter_map(|(name, (_, ev))| c.get(name).map(|(_, cv)| (ev, cv)))
