@@ -339,8 +339,14 @@ fn report_has_the_security_and_resources_section() {
     let r: Value = serde_json::from_str(&ok(dir, &["report", "tiny.bt", "--format", "json"])).expect("json");
     let res = &r["resources"];
     assert_eq!(res["security_bits"], 128);
-    assert_eq!(res["param_set"], ParamSet::default_set().id().0.as_str());
+    // The set the resources are for is the one the compiler chose (`key`), one of the
+    // runtime's sets.
+    let key = &r["key"];
+    let chosen = &key["candidates"][key["chosen"].as_u64().expect("index") as usize]["bsk"];
+    let id = res["param_set"].as_str().expect("param set");
+    assert!(id.contains(&format!("-bsk{}-", chosen.as_str().expect("name"))), "{id} vs {chosen}");
     let allowed: Vec<String> = ParamSet::all().iter().map(|p| p.id().0).collect();
+    assert!(allowed.iter().any(|a| a == id));
     assert_eq!(res["allowed_param_sets"], serde_json::json!(allowed));
     // k = 2 sigmoid head: one forward and one backward GGSW, one label term of 2 LWEs.
     assert_eq!((res["ggsw_per_sample"].as_u64(), res["label_lwes_per_sample"].as_u64()), (Some(2), Some(2)));
