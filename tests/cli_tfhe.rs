@@ -57,6 +57,9 @@ fn run_tfhe_json_has_the_contract_keys_and_counted_pbs() {
         assert!(!v[key].is_null(), "missing `{key}` in {v}");
     }
     assert_eq!(v["backend"], "tfhe");
+    // One epoch never decays the rate: the compiler's key is the cheaper 12x3, and the
+    // JSON names the set the run used.
+    assert!(v["param_set"].as_str().is_some_and(|id| id.contains("-bsk12x3-")), "{}", v["param_set"]);
     // k = 5 sigmoid LUTs per sample, counted at the bootstrap calls.
     assert_eq!(v["pbs_count"].as_u64(), Some(16 * 5));
     assert_eq!(v["steps"].as_u64(), Some(2), "16 samples in batches of 8");
