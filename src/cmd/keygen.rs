@@ -69,11 +69,6 @@ pub fn chosen_bsk_name(plan: &Plan) -> String {
 
 pub fn run(args: &KeygenArgs) -> Result<(), CliError> {
     let plan = args.plan.as_deref().map(load_plan).transpose()?;
-    if args.bsk == "auto" && plan.is_none() {
-        eprintln!(
-            "note: no --plan: keys with the cheapest bootstrap key (12x3); `--plan PLAN` lets the compiler choose"
-        );
-    }
     let params = ParamSet::new(resolve_bsk(&args.bsk, plan.as_ref())?);
     let (ck_path, sk_path) = (client_key_path(&args.out), server_keys_path(&args.out));
     if ck_path.exists() {
@@ -93,6 +88,11 @@ pub fn run(args: &KeygenArgs) -> Result<(), CliError> {
         }
         None => CryptoRng::from_os(),
     };
+    if args.bsk == "auto" && plan.is_none() {
+        eprintln!(
+            "note: no --plan: keys with the cheapest bootstrap key (12x3); `--plan PLAN` lets the compiler choose"
+        );
+    }
     eprintln!("generating keys for {} ...", params.id());
     let start = Instant::now();
     let (ck, sk) = keygen(&params, &mut rng);
