@@ -9,8 +9,12 @@ use blindtuner_compiler::plan::Plan;
 use std::collections::BTreeMap;
 
 fn bundled(name: &str) -> Plan {
+    bundled_with(name, |s| s.to_string())
+}
+
+fn bundled_with(name: &str, edit: impl Fn(&str) -> String) -> Plan {
     let path = format!("{}/../models/{name}.bt", env!("CARGO_MANIFEST_DIR"));
-    let src = std::fs::read_to_string(path).expect("bundled model");
+    let src = edit(&std::fs::read_to_string(path).expect("bundled model"));
     let (spec, diags) = check_source(&src, &BTreeMap::new());
     let spec = spec.unwrap_or_else(|| panic!("{diags:?}"));
     pipeline::run(spec, None).expect("compiles").plan.expect("a plan")
@@ -55,4 +59,30 @@ fn the_choice_moves_at_the_predicted_shift() {
         names.push(choose_key(&plan).name().to_string());
     }
     assert_eq!(names, ["12x3", "12x3", "12x3", "12x3", "10x4", "10x4"]);
+}
+
+#[test]
+fn the_batch_moves_the_choice() {
+    // lr/B is folded into the error table: halving the batch doubles its step. At
+    // B = 4 the worst-epoch half step is 2^38 (12x3's 2^38.5 still too noisy), at
+    // B = 2 it is 2^39 (12x3 fits). At B = 16 (2^36) no key fits: the quietest is taken
+    // and flagged.
+    let with_batch = |b: usize| {
+        let plan = bundled_with("mnist_vit_sigmoid", |s| s.replace("batch     = 8", &format!("batch     = {b}")));
+        assert_eq!(plan.train.batch, b);
+        choose_key(&plan)
+    };
+    let halves: Vec<(String, i64)> = [2, 4, 8, 16]
+        .into_iter()
+        .map(|b| {
+            let k = with_batch(b);
+            (k.name().to_string(), k.log2_half_step.expect("a table").round() as i64)
+        })
+        .collect();
+    assert_eq!(
+        halves,
+        [("12x3".to_string(), 39), ("10x4".to_string(), 38), ("10x4".to_string(), 37), ("10x4".to_string(), 36)]
+    );
+    let k = with_batch(16);
+    assert!(k.candidates.iter().all(|c| !c.meets), "nothing fits at B = 16");
 }
