@@ -463,6 +463,10 @@ pub struct PlanTrain {
     /// Step decay: in epoch `e` the learning rate is `lr · 2^-lr_shift(e)`.
     #[serde(default)]
     pub schedule: Option<PlanSchedule>,
+    /// The trained model is the mean of the weights after every step of the last
+    /// `average` epochs (0: the last iterate). Clamped to the run's epochs.
+    #[serde(default)]
+    pub average: usize,
 }
 
 fn default_p_fail() -> f64 {

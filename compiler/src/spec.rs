@@ -280,6 +280,9 @@ pub struct TrainCfg {
     pub seed: u64,
     /// Step decay of the learning rate, if any.
     pub schedule: Option<LrSchedule>,
+    /// `average = N`: the trained model is the mean of the weights after every step of
+    /// the last `N` epochs (0: the last iterate).
+    pub average: usize,
     /// Span of the `train` block (or of the model when there is none).
     pub span: Span,
 }
@@ -294,6 +297,7 @@ impl TrainCfg {
             p_fail: 2f64.powi(-40),
             seed: 0,
             schedule: None,
+            average: 0,
             span,
         }
     }

@@ -10,7 +10,7 @@ use crate::data::Dataset;
 use crate::order;
 use crate::simulate::{CellTally, Injector};
 use blindtuner_compiler::lower::cost::costs;
-use blindtuner_compiler::plan::Plan;
+use blindtuner_compiler::plan::{Plan, TensorRole};
 use blindtuner_compiler::spec::LossKind;
 use std::time::Instant;
 
@@ -74,6 +74,7 @@ pub fn train(plan: &Plan, train: &Dataset, test: Option<&Dataset>, opts: &TrainO
     let mut loss_per_epoch = Vec::with_capacity(epochs);
     let mut cells_per_epoch = Vec::new();
     let mut cells_before = CellTally::default();
+    let mut mean = Average::new(plan, epochs);
     for epoch in 0..epochs {
         m.lr_shift = plan.train.lr_shift(epoch);
         order::shuffle_epoch(plan.train.seed, epoch, &mut order);
@@ -87,6 +88,7 @@ pub fn train(plan: &Plan, train: &Dataset, test: Option<&Dataset>, opts: &TrainO
                 }
             }
             m.run_step();
+            mean.add(epoch, &m.tensors);
             steps += 1;
             samples += chunk.len();
         }
@@ -100,6 +102,7 @@ pub fn train(plan: &Plan, train: &Dataset, test: Option<&Dataset>, opts: &TrainO
     let c = costs(plan);
     // The data owner evaluates decrypted weights in the clear: no noise from here on.
     let noise = m.noise.take();
+    mean.apply(&mut m.tensors);
     let train_accuracy = accuracy_q(&mut m, &qtrain);
     let test_accuracy = test.map(|t| accuracy(plan, &m.tensors, t));
     let luts = plan
@@ -128,6 +131,57 @@ pub fn train(plan: &Plan, train: &Dataset, test: Option<&Dataset>, opts: &TrainO
         cells: noise.map(|n| n.cells),
         cells_per_epoch,
         tensors: m.tensors,
+    }
+}
+
+/// `average = N`: the mean of the parameters after every step of the last `N` epochs.
+/// Sums are kept exactly (i128 of the signed torus values), which is what the data
+/// owner recovers from an encrypted accumulator by unwrapping it around the last
+/// iterate; the mean is rounded back to the torus.
+struct Average {
+    from_epoch: usize,
+    params: Vec<bool>,
+    sums: Vec<Vec<i128>>,
+    count: i128,
+}
+
+impl Average {
+    fn new(plan: &Plan, epochs: usize) -> Average {
+        let n = plan.train.average.min(epochs);
+        Average {
+            from_epoch: if n == 0 { usize::MAX } else { epochs - n },
+            params: plan.tensors.iter().map(|t| t.role == TensorRole::Param).collect(),
+            sums: plan.tensors.iter().map(|_| Vec::new()).collect(),
+            count: 0,
+        }
+    }
+
+    fn add(&mut self, epoch: usize, tensors: &[Vec<u64>]) {
+        if epoch < self.from_epoch {
+            return;
+        }
+        self.count += 1;
+        for ((sum, t), &param) in self.sums.iter_mut().zip(tensors).zip(&self.params) {
+            if param {
+                sum.resize(t.len(), 0);
+                sum.iter_mut().zip(t).for_each(|(s, &v)| *s += i128::from(v as i64));
+            }
+        }
+    }
+
+    fn apply(&self, tensors: &mut [Vec<u64>]) {
+        if self.count == 0 {
+            return;
+        }
+        for ((sum, t), &param) in self.sums.iter().zip(tensors.iter_mut()).zip(&self.params) {
+            if param {
+                for (v, &s) in t.iter_mut().zip(sum) {
+                    // Round half away from zero, in exact integer arithmetic.
+                    let q = (2 * s + s.signum() * self.count) / (2 * self.count);
+                    *v = q as i64 as u64;
+                }
+            }
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use crate::spec::{FormatPin, LrSchedule, Optimizer, Precision, TrainCfg};
 use blindtuner_grammar::ast::{self, Expr, ExprKind, Ident, Span, TrainItem};
 use std::collections::HashMap;
 
-const SETTINGS: [&str; 7] = ["optimizer", "batch", "epochs", "precision", "p_fail", "seed", "schedule"];
+const SETTINGS: [&str; 8] = ["optimizer", "batch", "epochs", "precision", "p_fail", "seed", "schedule", "average"];
 const OPTIMIZERS: [(&str, &[&str]); 2] = [("sgd", &["lr"]), ("nesterov", &["lr", "momentum"])];
 /// Bounds that keep run sizes sane (and casts exact).
 const MAX_BATCH: f64 = 65_536.0;
@@ -78,6 +78,11 @@ impl ModelChecker<'_> {
                 }
             }
             "schedule" => cfg.schedule = schedule(value, d),
+            "average" => {
+                if let Some(v) = consteval::eval_int(value, env, 0.0, MAX_EPOCHS, "`average` (epochs)", d) {
+                    cfg.average = v as usize;
+                }
+            }
             "precision" => match &value.kind {
                 ExprKind::Name(n) if n == "auto" => cfg.precision = Precision::Auto,
                 _ => {

@@ -265,6 +265,7 @@ pub fn emit(
             optimizer,
             p_fail: spec.train.p_fail,
             schedule: spec.train.schedule.map(|s| PlanSchedule { every: s.every, shift: s.shift }),
+            average: spec.train.average,
         },
         assumptions: r.assumptions.clone(),
     })

@@ -28,6 +28,9 @@ pub struct Report {
     pub epochs: usize,
     pub optimizer: String,
     pub lr: f64,
+    /// `average = N`: the model is the mean of the last N epochs' iterates (0: none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub average: usize,
     /// PBS per training sample (forward, error, backward).
     pub pbs_per_sample: u64,
     /// PBS of inference (forward program only) per sample.
@@ -284,6 +287,7 @@ pub fn build_with(plan: &Plan, source: Option<&str>, opts: &ReportOptions) -> Re
         epochs: plan.train.epochs,
         optimizer: plan.train.optimizer.clone(),
         lr: plan.train.lr,
+        average: plan.train.average,
         pbs_per_sample: c.pbs_per_sample,
         pbs_per_inference: c.forward_pbs,
         pbs_per_step: c.pbs_per_step,
@@ -328,6 +332,10 @@ fn budget_rows(plan: &Plan, noise: &crate::noise::NoiseReport) -> Vec<BudgetRow>
                 * (t.rows * t.cols) as u64,
         })
         .collect()
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn fmt_row(f: &crate::plan::Format) -> FormatRow {

@@ -8,6 +8,14 @@ pub fn render_text(r: &Report) -> String {
     let dims: Vec<String> = r.dims.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let _ = writeln!(s, "model {}  ({})", r.model, dims.join(", "));
     let _ = writeln!(s, "train: {} lr={} batch={} epochs={}", r.optimizer, r.lr, r.batch, r.epochs);
+    if r.average > 0 {
+        let _ = writeln!(
+            s,
+            "model: mean of the weights after every step of the last {} epoch(s) (server: levelled additions, \
+             no PBS; data owner: divides after decryption)",
+            r.average.min(r.epochs)
+        );
+    }
     let _ = writeln!(s);
     let header = ["node", "phase", "name", "op", "shape", "format", "range", "lowering", "PBS", "depth", "line"];
     let rows: Vec<Vec<String>> = r

@@ -146,6 +146,7 @@ pub fn head_plan(d: usize, k: usize) -> Plan {
             optimizer: "sgd".into(),
             schedule: None,
             p_fail: 2f64.powi(-40),
+            average: 0,
         },
         assumptions: vec![],
     }
