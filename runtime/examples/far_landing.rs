@@ -13,15 +13,14 @@
 #[path = "../tests/tfhe_common/mod.rs"]
 mod tfhe_common;
 
-use blindtuner_compiler::noise::formulas as f;
 use blindtuner_compiler::noise::tail::cell_errors;
 use blindtuner_compiler::plan::LutId;
-use blindtuner_runtime::simulate::cell_distance;
+use blindtuner_runtime::simulate::CellTally;
 use blindtuner_runtime::tfhe::noise_params::noise_params;
 use blindtuner_runtime::tfhe::{keygen, BskChoice, CryptoRng, KeyKind, ParamSet, Server};
 use rayon::prelude::*;
 use std::time::Instant;
-use tfhe_common::{head_plan, Rng};
+use tfhe_common::{fresh_pbs_input_sigma, head_plan, landings, Rng};
 
 /// Bootstraps per encrypted chunk (one `Server::lut` call, one rayon task).
 const CHUNK: usize = 250;
@@ -36,10 +35,7 @@ fn main() {
     let plan = head_plan(64, 5);
     let server = Server::new(&sk, &plan).expect("plan accepted");
     let lut = &plan.luts[0];
-    let n = ck.params().n();
-    let np = noise_params(ck.params());
-    let sigma = (np.glwe_var() + f::keyswitch(&np, 2048, np.ks, np.lwe_var()) + f::pbs_modulus_switch(&np)).sqrt();
-    let predicted = cell_errors(sigma * (2 * lut.table.len()) as f64);
+    let predicted = cell_errors(fresh_pbs_input_sigma(&noise_params(ck.params())) * (2 * lut.table.len()) as f64);
     println!(
         "{} bootstraps of `{}` ({} cells per half torus) with {}; predicted per bootstrap: one cell off {:.4}, further {:.1e}",
         count,
@@ -52,11 +48,11 @@ fn main() {
 
     let chunks = count.div_ceil(CHUNK);
     let start = Instant::now();
-    let (mut done, mut one, mut far) = (0usize, 0usize, 0usize);
+    let mut total = CellTally::default();
     // Progress in rounds of a few chunks per thread, so a long run shows where it is.
     let round = 4 * rayon::current_num_threads();
     for first in (0..chunks).step_by(round) {
-        let tallies: Vec<(usize, usize, usize)> = (first..(first + round).min(chunks))
+        let tallies: Vec<CellTally> = (first..(first + round).min(chunks))
             .into_par_iter()
             .map(|c| {
                 let len = CHUNK.min(count - c * CHUNK);
@@ -66,31 +62,20 @@ fn main() {
                 let msgs: Vec<u64> = (0..len).map(|_| (rng.int(-(1 << 20), (1 << 20) - 1) as u64) << 42).collect();
                 let input = ck.encrypt_lwe_vec(KeyKind::Data, &msgs, &mut crng);
                 let (_, small) = server.lut(LutId(0), &input).expect("bootstrap");
-                let (mut one, mut far) = (0, 0);
-                for (s, &m) in small.iter().zip(&msgs) {
-                    let clean = lut.eval(m, n).1;
-                    let used = lut.at_index(ck.pbs_index(s), n).1;
-                    match cell_distance(lut.table.len(), clean, used) {
-                        0 => {}
-                        1 => one += 1,
-                        _ => far += 1,
-                    }
-                }
-                (len, one, far)
+                landings(&ck, lut, &small, &msgs)
             })
             .collect();
-        for (l, o, fa) in tallies {
-            done += l;
-            one += o;
-            far += fa;
-        }
-        let secs = start.elapsed().as_secs_f64();
+        total = tallies.iter().fold(total, |a, t| a.plus(t));
         eprintln!(
-            "{done}/{count} bootstraps: {one} one cell off ({:.4}), {far} further; {:.1} PBS/s",
-            one as f64 / done as f64,
-            done as f64 / secs
+            "{}/{count} bootstraps: {} one cell off ({:.4}), {} further; {:.1} PBS/s",
+            total.pbs,
+            total.one_off,
+            total.one_off_rate(),
+            total.far,
+            total.pbs as f64 / start.elapsed().as_secs_f64()
         );
     }
+    let (done, one, far) = (total.pbs as usize, total.one_off, total.far);
     let rate = one as f64 / done as f64;
     println!("bootstraps        {done}");
     println!("one cell off      {one} ({rate:.4}; predicted {:.4})", predicted.one_off);

@@ -23,6 +23,19 @@ pub struct CellTally {
 }
 
 impl CellTally {
+    /// Count one bootstrap that should have read cell `clean` and read `used`, on a
+    /// table of `cells` cells (numbered `0..2·cells` around the torus).
+    pub fn record(&mut self, cells: usize, clean: usize, used: usize) {
+        self.pbs += 1;
+        match cell_distance(cells, clean, used) {
+            0 => {}
+            1 => self.one_off += 1,
+            _ => self.far += 1,
+        }
+    }
+    pub fn plus(self, o: &CellTally) -> CellTally {
+        CellTally { pbs: self.pbs + o.pbs, one_off: self.one_off + o.one_off, far: self.far + o.far }
+    }
     pub fn minus(self, o: &CellTally) -> CellTally {
         CellTally { pbs: self.pbs - o.pbs, one_off: self.one_off - o.one_off, far: self.far - o.far }
     }
@@ -63,12 +76,7 @@ impl Injector {
 
     /// Tally where a bootstrap landed: cells are numbered `0..2·cells` around the torus.
     pub fn tally(&mut self, cells: usize, clean: usize, used: usize) {
-        self.cells.pbs += 1;
-        match cell_distance(cells, clean, used) {
-            0 => {}
-            1 => self.cells.one_off += 1,
-            _ => self.cells.far += 1,
-        }
+        self.cells.record(cells, clean, used);
     }
 }
 

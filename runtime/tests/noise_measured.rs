@@ -12,13 +12,12 @@ use blindtuner_compiler::noise::formulas::{self as f, log2_std_u64};
 use blindtuner_compiler::noise::tail::cell_errors;
 use blindtuner_compiler::noise::NoiseParams;
 use blindtuner_compiler::plan::LutId;
-use blindtuner_runtime::simulate::cell_distance;
 use blindtuner_runtime::tfhe::ggsw::{data_polynomial, encrypt_poly_ggsw, negacyclic_mul_small, to_fourier, Direction};
 use blindtuner_runtime::tfhe::noise_params::noise_params;
 use blindtuner_runtime::tfhe::pack::pack_batched;
 use blindtuner_runtime::tfhe::{CryptoRng, KeyKind, Server};
 use tfhe::core_crypto::prelude::*;
-use tfhe_common::{features, head_plan, keys, torus_diff, Rng};
+use tfhe_common::{features, fresh_pbs_input_sigma, head_plan, keys, landings, torus_diff, Rng};
 
 /// Torus variance (fraction², the model's unit) of signed u64 differences.
 fn variance(diffs: impl IntoIterator<Item = i64>) -> f64 {
@@ -86,18 +85,9 @@ fn keyswitch_modulus_switch_and_pbs() {
 
     // Where the bootstraps landed, against the noise-free cell of each message.
     let cells = 2 * lut.table.len();
-    let (mut one, mut far) = (0usize, 0usize);
-    for (s, &m) in small.iter().zip(&msgs) {
-        let clean = lut.eval(m, n).1;
-        let used = lut.at_index(ck.pbs_index(s), n).1;
-        match cell_distance(lut.table.len(), clean, used) {
-            0 => {}
-            1 => one += 1,
-            _ => far += 1,
-        }
-    }
-    let sigma = (np.glwe_var() + f::keyswitch(&np, 2048, np.ks, np.lwe_var()) + f::pbs_modulus_switch(&np)).sqrt();
-    let predicted = cell_errors(sigma * cells as f64);
+    let landed = landings(ck, lut, &small, &msgs);
+    let (one, far) = (landed.one_off, landed.far);
+    let predicted = cell_errors(fresh_pbs_input_sigma(&np) * cells as f64);
     let rate = one as f64 / msgs.len() as f64;
     println!(
         "one cell off: {one} of {} ({rate:.3}), predicted {:.3}; further: {far}, predicted {:.1e}",

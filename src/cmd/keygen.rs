@@ -53,18 +53,11 @@ pub fn parse_bsk(s: &str) -> Result<BskChoice, CliError> {
 /// `--bsk`: `auto` is the key the compiler chose for `plan` (see `report`); without a
 /// plan, the cheapest set.
 pub fn resolve_bsk(s: &str, plan: Option<&Plan>) -> Result<BskChoice, CliError> {
-    if s != "auto" {
-        return parse_bsk(s);
+    match (s, plan) {
+        ("auto", Some(p)) => parse_bsk(choose_key(p).name()),
+        ("auto", None) => Ok(BskChoice::Bsk12x3),
+        (s, _) => parse_bsk(s),
     }
-    Ok(match plan.map(|p| choose_key(p).bsk) {
-        Some((10, 4)) => BskChoice::Bsk10x4,
-        _ => BskChoice::Bsk12x3,
-    })
-}
-
-/// The compiler's key for `plan`, named as `--bsk` takes it (`12x3`).
-pub fn chosen_bsk_name(plan: &Plan) -> String {
-    choose_key(plan).name().to_string()
 }
 
 pub fn run(args: &KeygenArgs) -> Result<(), CliError> {

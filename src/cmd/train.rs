@@ -2,18 +2,19 @@
 //! server's side. Only ever loads `server.keys`: no code path here can reach a client
 //! key (the types keep them apart, see `runtime::tfhe::keys`).
 
-use super::keygen::{chosen_bsk_name, resolve_bsk};
+use super::keygen::parse_bsk;
 use super::load_plan;
 use super::progress::Reporter;
 use crate::cli::TrainArgs;
 use crate::error::CliError;
 use blindtuner_compiler::lower::cost::costs;
+use blindtuner_compiler::noise::choose_key;
 use blindtuner_compiler::plan::Plan;
 use blindtuner_runtime::clear::init_tensors;
 use blindtuner_runtime::order::steps_per_epoch;
 use blindtuner_runtime::tfhe::driver::{self, DriverConfig, TrainOutcome, TrainState};
 use blindtuner_runtime::tfhe::files::{self, PlanHash};
-use blindtuner_runtime::tfhe::{bench, BskChoice, EncDataset, ParamSet, ServerKeys};
+use blindtuner_runtime::tfhe::{bench, EncDataset, ParamSet, ServerKeys};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -55,12 +56,12 @@ fn warn_key_choice(plan: &Plan, epochs: Option<usize>, params: &ParamSet) {
     if let Some(e) = epochs {
         plan.train.epochs = e;
     }
-    let chosen = ParamSet::new(resolve_bsk("auto", Some(&plan)).unwrap_or(BskChoice::Bsk12x3));
-    if chosen != *params {
+    let key = choose_key(&plan);
+    if parse_bsk(key.name()).map(ParamSet::new).ok().as_ref() != Some(params) {
         eprintln!(
             "warning: these server keys are {}, the compiler chose bsk {} for this plan (`blindtuner report` says why)",
             params.id(),
-            chosen_bsk_name(&plan)
+            key.name()
         );
     }
 }

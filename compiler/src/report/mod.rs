@@ -11,7 +11,6 @@ mod text;
 use crate::lower::cost::costs;
 use crate::noise::analyze::{analyze, AnalyzeOptions};
 use crate::noise::choose::{choose_key, KeyChoice};
-use crate::noise::formulas::{log2_std_u64, pbs as pbs_var};
 use crate::noise::params::{Decomp, NoiseParams};
 use crate::plan::{Inst, LutEncoding, Plan, RegId, StepInst, TensorRole};
 use serde::Serialize;
@@ -239,14 +238,7 @@ pub fn build_with(plan: &Plan, source: Option<&str>, opts: &ReportOptions) -> Re
             p_far: n.map_or(f64::NAN, |n| n.errors.far),
             out_log2_max: out_log2_max(l, 0),
             out_log2_max_last: out_log2_max(l, if l.lr_scaled { plan.train.max_lr_shift() } else { 0 }),
-            out_log2_std: PARAM_SETS
-                .iter()
-                .map(|set| {
-                    let d = Decomp::new(set.bsk.0 as u32, set.bsk.1 as u32);
-                    let p = NoiseParams::DEFAULT.with_bsk(d);
-                    (format!("{}x{}", d.base_log, d.levels), log2_std_u64(pbs_var(&p, d), p.modulus_log2))
-                })
-                .collect(),
+            out_log2_std: key.candidates.iter().map(|c| (c.bsk.clone(), c.out_log2_std)).collect(),
         })
         .collect();
     let assumptions = plan

@@ -2,8 +2,11 @@
 //! sigmoid head, a data RNG, and keys generated once per test binary.
 #![allow(dead_code)] // each test binary uses a different subset
 
+use blindtuner_compiler::noise::{NoiseParams, OpNoise};
 use blindtuner_compiler::plan::*;
 use blindtuner_compiler::spec::{Init, InputId, LabelId, ParamId};
+use blindtuner_runtime::simulate::CellTally;
+use blindtuner_runtime::tfhe::cipher::Lwe;
 use blindtuner_runtime::tfhe::{keygen, ClientKey, CryptoRng, ParamSet, ServerKeys};
 use std::sync::OnceLock;
 
@@ -20,6 +23,23 @@ pub const CELLS: usize = 64;
 pub fn keys() -> &'static (ClientKey, ServerKeys) {
     static KEYS: OnceLock<(ClientKey, ServerKeys)> = OnceLock::new();
     KEYS.get_or_init(|| keygen(&ParamSet::default_set(), &mut CryptoRng::from_seed(7)))
+}
+
+/// Where the bootstraps of `lut` on messages `msgs` landed (their small-key inputs
+/// `small`, as `Server::lut` returns them), against each message's noise-free cell.
+pub fn landings(ck: &ClientKey, lut: &Lut, small: &[Lwe], msgs: &[u64]) -> CellTally {
+    let n = ck.params().n();
+    let mut tally = CellTally::default();
+    for (s, &m) in small.iter().zip(msgs) {
+        tally.record(lut.table.len(), lut.eval(m, n).1, lut.at_index(ck.pbs_index(s), n).1);
+    }
+    tally
+}
+
+/// σ (torus fraction) of the phase a bootstrap reads from a fresh GLWE-key LWE: the
+/// encryption, the keyswitch to the small key and the modulus switch.
+pub fn fresh_pbs_input_sigma(np: &NoiseParams) -> f64 {
+    (np.glwe_var() + OpNoise::new(np).before_pbs()).sqrt()
 }
 
 pub struct Rng(pub u64);
