@@ -107,8 +107,11 @@ fn train_command_runs_on_files_and_refuses_other_keys() {
     assert!(model.exists());
     assert!(!dir.join("model.enc.ckpt").exists(), "the checkpoint is removed once the model is written");
     let weights = dir.join("weights.json");
-    ok(&["decrypt", "--keys", s(&keys), "--plan", s(&plan), "--model", s(&model), "--out", s(&weights)]);
+    let out = ok(&["decrypt", "--keys", s(&keys), "--plan", s(&plan), "--model", s(&model), "--out", s(&weights)]);
+    let out = String::from_utf8_lossy(&out.stdout);
     assert!(weights.exists());
+    // The bundled spec averages its last 2 epochs; a 1-epoch run averages its only step.
+    assert!(out.contains("mean of the last 1 step(s) (`average = 2`)"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

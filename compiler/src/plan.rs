@@ -483,6 +483,20 @@ impl PlanTrain {
     pub fn max_lr_shift(&self) -> u32 {
         self.lr_shift(self.epochs.saturating_sub(1))
     }
+    /// First epoch whose steps enter the tail average of a run of `epochs` epochs
+    /// (`None`: no averaging, the model is the last iterate).
+    pub fn average_from(&self, epochs: usize) -> Option<usize> {
+        let n = self.average.min(epochs);
+        (n > 0).then(|| epochs - n)
+    }
+}
+
+/// The mean `sum / count` rounded half away from zero to a torus value, in exact
+/// integer arithmetic: how both backends turn a tail-average sum into weights.
+pub fn round_mean(sum: i128, count: i128) -> u64 {
+    debug_assert!(count > 0);
+    let q = (2 * sum + sum.signum() * count) / (2 * count);
+    q as i64 as u64
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use crate::data::Dataset;
 use crate::order;
 use crate::simulate::{CellTally, Injector};
 use blindtuner_compiler::lower::cost::costs;
-use blindtuner_compiler::plan::{Plan, TensorRole};
+use blindtuner_compiler::plan::{round_mean, Plan, TensorRole};
 use blindtuner_compiler::spec::LossKind;
 use std::time::Instant;
 
@@ -147,9 +147,8 @@ struct Average {
 
 impl Average {
     fn new(plan: &Plan, epochs: usize) -> Average {
-        let n = plan.train.average.min(epochs);
         Average {
-            from_epoch: if n == 0 { usize::MAX } else { epochs - n },
+            from_epoch: plan.train.average_from(epochs).unwrap_or(usize::MAX),
             params: plan.tensors.iter().map(|t| t.role == TensorRole::Param).collect(),
             sums: plan.tensors.iter().map(|_| Vec::new()).collect(),
             count: 0,
@@ -176,9 +175,7 @@ impl Average {
         for ((sum, t), &param) in self.sums.iter().zip(tensors.iter_mut()).zip(&self.params) {
             if param {
                 for (v, &s) in t.iter_mut().zip(sum) {
-                    // Round half away from zero, in exact integer arithmetic.
-                    let q = (2 * s + s.signum() * self.count) / (2 * self.count);
-                    *v = q as i64 as u64;
+                    *v = round_mean(s, self.count);
                 }
             }
         }

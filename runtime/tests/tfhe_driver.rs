@@ -1,13 +1,16 @@
 //! The server's training driver on real keys, for a compiled sigmoid head (d = 8,
-//! k = 2, 6 samples, batch 2, 2 epochs with a learning-rate step): a killed and resumed
-//! run ends bit-identical to an uninterrupted one, the decrypted weights follow the
-//! clear backend, and the PBS counted at the bootstraps are the plan's cost.
+//! k = 2, 6 samples, batch 2, 2 epochs with a learning-rate step, the last epoch
+//! averaged): a killed and resumed run ends bit-identical to an uninterrupted one, the
+//! decrypted weights follow the clear backend, the decrypted tail average is exactly
+//! the mean of the decrypted iterates, and the PBS counted at the bootstraps are the
+//! plan's cost.
 
 use blindtuner_compiler::lower::cost::costs;
 use blindtuner_compiler::pipeline;
-use blindtuner_compiler::plan::Plan;
+use blindtuner_compiler::plan::{round_mean, Plan, TensorRole};
 use blindtuner_runtime::clear::{self, Counters};
 use blindtuner_runtime::data::Dataset;
+use blindtuner_runtime::order;
 use blindtuner_runtime::rng::SplitMix;
 use blindtuner_runtime::tfhe::driver::{self, DriverConfig, Progress, Silent, StepEvent, TrainState};
 use blindtuner_runtime::tfhe::files::{FileErrorKind, PlanHash};
@@ -35,6 +38,7 @@ train tiny {
   schedule  = step(every = 1, factor = 0.5)
   batch     = 2
   epochs    = 2
+  average   = 1
   seed      = 3
 }
 ";
@@ -187,6 +191,50 @@ fn decrypted_weights_follow_the_clear_backend() {
     // Same samples, same order: the decrypted model classifies the training set alike.
     let acc_enc = train::accuracy(&f.plan, &dec, &f.clear);
     assert!((acc_enc - rep.train_accuracy).abs() < 1e-9, "accuracy {acc_enc} vs clear {}", rep.train_accuracy);
+}
+
+#[test]
+fn the_decrypted_average_is_the_mean_of_the_decrypted_iterates() {
+    let f = fixture();
+    let full = uninterrupted(f);
+    let mean = full.model.mean.as_ref().expect("the last epoch is averaged");
+    assert_eq!(mean.steps, 3, "one epoch of 3 steps");
+    // The driver's loop by hand, decrypting every iterate of the averaged epoch.
+    // Ciphertext addition adds phases exactly (mod 2^64), so the decrypted sum is the
+    // sum of the decrypted iterates to the bit; the client unwraps and rounds it.
+    let mut server = Server::new(&f.sk, &f.plan).expect("server");
+    let mut model = fresh(f).model;
+    let mut sums: Vec<Vec<i128>> = Vec::new();
+    for epoch in 0..2 {
+        server.set_epoch(epoch);
+        let order = order::epoch_order(f.plan.train.seed, epoch, f.enc.samples.len());
+        for range in order::batches(order.len(), f.plan.train.batch) {
+            let chunk: Vec<_> = order[range].iter().map(|&i| f.enc.samples[i].clone()).collect();
+            server.train_batch(&mut model, &chunk).expect("step");
+            if epoch == 1 {
+                let it = f.ck.decrypt_iterate(&f.plan, &model).expect("decrypts");
+                sums.resize(it.len(), Vec::new());
+                for (s, t) in sums.iter_mut().zip(&it) {
+                    s.resize(t.len(), 0);
+                    s.iter_mut().zip(t).for_each(|(s, &v)| *s += i128::from(v as i64));
+                }
+            }
+        }
+    }
+    let iterate = f.ck.decrypt_iterate(&f.plan, &full.model).expect("decrypts");
+    let averaged = f.ck.decrypt_model(&f.plan, &full.model).expect("decrypts");
+    let mut changed = 0;
+    for (i, t) in f.plan.tensors.iter().enumerate() {
+        for (j, &v) in averaged[i].iter().enumerate() {
+            if t.role == TensorRole::Param {
+                assert_eq!(v, round_mean(sums[i][j], 3), "tensor {} coefficient {j}", t.name);
+                changed += usize::from(v != iterate[i][j]);
+            } else {
+                assert_eq!(v, iterate[i][j], "non-parameter tensor {} is not averaged", t.name);
+            }
+        }
+    }
+    assert!(changed > 0, "the average equals the last iterate everywhere");
 }
 
 #[test]

@@ -14,10 +14,11 @@ use blindtuner_compiler::check::check_source;
 use blindtuner_compiler::lower::cost::costs;
 use blindtuner_compiler::pipeline;
 use blindtuner_compiler::plan::Plan;
-use blindtuner_runtime::clear::Machine;
+use blindtuner_runtime::clear;
+use blindtuner_runtime::tfhe::lockstep::LockStep;
 use blindtuner_runtime::tfhe::{CryptoRng, Server};
 use std::collections::BTreeMap;
-use tfhe_common::{keys, torus_diff, Rng};
+use tfhe_common::{keys, Rng};
 
 fn compile(src: &str) -> Plan {
     let (spec, diags) = check_source(src, &BTreeMap::new());
@@ -69,15 +70,15 @@ fn lock_step(src: &str, d: usize, steps_per_epoch: usize) {
     let plan = compile(src);
     let server = Server::new(sk, &plan).expect("plan supported by the tfhe backend");
     let info = server.info().clone();
-    let mut clear = Machine::new(&plan);
-    let mut model = ck.encrypt_model(&plan, &clear.tensors, &mut CryptoRng::from_seed(1)).expect("model");
+    let init = clear::init_tensors(&plan);
+    let mut model = ck.encrypt_model(&plan, &init, &mut CryptoRng::from_seed(1)).expect("model");
+    let mut ls = LockStep::new(&plan, init);
     let mut rng = CryptoRng::from_seed(2);
     let mut data = Rng(3);
     let (k, batch) = (5, plan.train.batch);
-    let (mut total, mut off, mut far) = (0usize, 0usize, 0usize);
     let mut worst_noise = 0u64;
     for epoch in 0..plan.train.epochs {
-        clear.lr_shift = plan.train.lr_shift(epoch);
+        ls.set_epoch(epoch);
         let mut srv = Server::new(sk, &plan).expect("server");
         srv.set_epoch(epoch);
         for _ in 0..steps_per_epoch {
@@ -85,7 +86,7 @@ fn lock_step(src: &str, d: usize, steps_per_epoch: usize) {
                 .map(|_| {
                     let x: Vec<f64> = (0..d).map(|_| data.int(-30, 30) as f64 / 8.0).collect();
                     let y = data.int(0, k as i64 - 1) as usize;
-                    clear.quantize(&[&x], &[y])
+                    ls.clear.quantize(&[&x], &[y])
                 })
                 .collect();
             let enc: Vec<_> = qs
@@ -93,53 +94,27 @@ fn lock_step(src: &str, d: usize, steps_per_epoch: usize) {
                 .map(|q| ck.encrypt_sample(&plan, &info, &q.xq, &q.labels, &mut rng).expect("sample"))
                 .collect();
             let traces = srv.train_batch(&mut model, &enc).expect("encrypted step");
-            for (q, trace) in qs.iter().zip(&traces) {
-                let cells: BTreeMap<usize, Vec<usize>> = trace
-                    .iter()
-                    .map(|(pc, lwes)| {
-                        let lut = match &plan.sample[*pc] {
-                            blindtuner_compiler::plan::Inst::Lut { lut, .. } => &plan.luts[lut.index()],
-                            other => panic!("trace of a non-Lut instruction {other:?}"),
-                        };
-                        (*pc, lwes.iter().map(|c| lut.at_index(ck.pbs_index(c), plan.poly_size).1).collect())
-                    })
-                    .collect();
-                clear.cell_log.clear();
-                clear.run_sample_forced(q, cells);
-                for &(pc, want, got) in &clear.cell_log {
-                    let Some(blindtuner_compiler::plan::Inst::Lut { lut, .. }) = plan.sample.get(pc) else {
-                        continue;
-                    };
-                    let n = 2 * plan.luts[lut.index()].table.len();
-                    let dist = (got + n - want) % n;
-                    total += 1;
-                    off += usize::from(dist != 0);
-                    far += usize::from(dist > 1 && dist < n - 1);
-                }
-            }
-            clear.run_step();
             // After every step: decrypted weights = clear weights + levelled noise.
-            let dec = ck.decrypt_model(&plan, &model).expect("decrypt");
-            for (t, (a, b)) in dec.iter().zip(&clear.tensors).enumerate() {
-                for (x, y) in a.iter().zip(b) {
-                    let diff = torus_diff(*x, *y).unsigned_abs();
-                    worst_noise = worst_noise.max(diff);
-                    assert!(diff < 1 << 47, "tensor {t}: off by 2^{:.1}", (diff as f64).log2());
-                }
-            }
+            let check = ls.step(ck, &qs, &traces, &model).expect("lock-step");
+            worst_noise = worst_noise.max(check.max_abs);
+            assert!(check.max_abs < 1 << 47, "weights off by 2^{:.1}", (check.max_abs as f64).log2());
         }
         assert_eq!(srv.stats().pbs, (steps_per_epoch * batch * k) as u64, "k PBS per sample, counted at the bootstrap");
         assert_eq!(costs(&plan).pbs_per_sample, k as u64);
     }
+    let cells = ls.cells;
     eprintln!(
-        "lock-step: {total} bootstraps, {off} one cell off, {far} further; worst weight noise 2^{:.1}",
+        "lock-step: {} bootstraps, {} one cell off, {} further; worst weight noise 2^{:.1}",
+        cells.pbs,
+        cells.one_off,
+        cells.far,
         (worst_noise.max(1) as f64).log2()
     );
     // One cell off is expected and benign (the modulus switch to 2N rounds the phase;
     // the noise model predicts ~16 % for the sigmoid table's 2^57-wide cells): it is
     // applied to the clear run above, so the weights still agree. Further off would be
     // a failure (predicted 3e-8 per bootstrap).
-    assert_eq!(far, 0, "a bootstrap landed more than one cell off");
-    assert!(off < total, "every bootstrap off by one: the cell recovery is wrong");
-    assert_eq!(total, plan.train.epochs * steps_per_epoch * batch * k);
+    assert_eq!(cells.far, 0, "a bootstrap landed more than one cell off");
+    assert!(cells.one_off < cells.pbs, "every bootstrap off by one: the cell recovery is wrong");
+    assert_eq!(cells.pbs as usize, plan.train.epochs * steps_per_epoch * batch * k);
 }

@@ -73,6 +73,9 @@ pub fn run(args: &DecryptArgs) -> Result<(), CliError> {
     let json = serde_json::to_string(&out).map_err(|e| CliError::user(format!("cannot encode weights: {e}")))?;
     write_output(Some(&args.out), &(json + "\n"))?;
     print_summary(&out, &args.out);
+    if let Some(mean) = &model.mean {
+        println!("  parameters: mean of the last {} step(s) (`average = {}`)", mean.steps, out.plan.train.average);
+    }
     Ok(())
 }
 

@@ -44,14 +44,6 @@ impl PlanInfo {
         }
         check_luts(plan, n)?;
         check_tensors(plan, n)?;
-        if plan.train.average > 0 {
-            return Err(TfheError::Unsupported {
-                what: format!("`average = {}` (weights averaged over the last epochs)", plan.train.average),
-                why: "the encrypted driver does not keep the accumulator yet; train the last iterate \
-                      (`average = 0`) or use the clear/simulate backends"
-                    .into(),
-            });
-        }
         let reg_keys = infer_keys(plan)?;
         let mut info = PlanInfo { reg_keys, needs: Vec::new(), label_terms: Vec::new() };
         let mut written = Vec::new();

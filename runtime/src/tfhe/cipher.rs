@@ -29,6 +29,25 @@ pub enum EncTensor {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EncModel {
     pub tensors: Vec<EncTensor>,
+    /// The tail average (`average = N`), once its first epoch has begun.
+    pub mean: Option<EncMean>,
+}
+
+impl EncModel {
+    pub fn new(tensors: Vec<EncTensor>) -> EncModel {
+        EncModel { tensors, mean: None }
+    }
+}
+
+/// Running sums of the parameters after every step of the averaged epochs: levelled
+/// additions of the model's own ciphertexts, so the sums wrap on the torus and the
+/// data owner unwraps them around the last iterate (see [`super::average`]).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EncMean {
+    /// Steps summed so far.
+    pub steps: u64,
+    /// Parallel to the plan's tensors: a sum for every parameter, `None` elsewhere.
+    pub sums: Vec<Option<EncTensor>>,
 }
 
 /// One encrypted training sample as uploaded (seeded GGSWs: half the size).

@@ -2,6 +2,7 @@
 //! model, decrypt the trained model and (for tests and diagnostics) any register.
 
 use super::analysis::PlanInfo;
+use super::average;
 use super::cipher::{EncModel, EncSample, EncTensor, Glwe, Lwe, LweVec};
 use super::error::{bad_ct, TfheError};
 use super::ggsw::{data_polynomial, encrypt_poly_ggsw_seeded};
@@ -142,12 +143,29 @@ impl ClientKey {
                 TensorMessages::Lwe(v) => EncTensor::Lwe(self.encrypt_lwe_vec(KeyKind::Data, &v, rng)),
             })
             .collect();
-        Ok(EncModel { tensors })
+        Ok(EncModel::new(tensors))
     }
 
-    /// Decrypt every tensor to its phases (row-major); round them to the tensor's grid
-    /// with `Format::int_value` to read the model.
+    /// The trained model: every tensor decrypted to its phases (row-major), the
+    /// parameters replaced by their tail average when the model carries one. Round
+    /// them to the tensor's grid with `Format::int_value` to read the model.
     pub fn decrypt_model(&self, plan: &Plan, model: &EncModel) -> Result<Vec<Vec<u64>>, TfheError> {
+        let mut out = self.decrypt_iterate(plan, model)?;
+        if let Some(mean) = &model.mean {
+            average::check(plan, &model.tensors, mean)?;
+            for ((t, sum), last) in plan.tensors.iter().zip(&mean.sums).zip(out.iter_mut()) {
+                if let Some(sum) = sum {
+                    let sums = self.decrypt_tensor(t, sum)?;
+                    last.iter_mut().zip(sums).for_each(|(w, s)| *w = average::unwrap_mean(mean.steps, s, *w));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The current iterate (the tensors as the last step left them), ignoring any
+    /// tail average.
+    pub fn decrypt_iterate(&self, plan: &Plan, model: &EncModel) -> Result<Vec<Vec<u64>>, TfheError> {
         if model.tensors.len() != plan.tensors.len() {
             return Err(bad_ct(format!("model has {} tensors, plan {}", model.tensors.len(), plan.tensors.len())));
         }

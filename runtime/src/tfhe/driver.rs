@@ -9,6 +9,7 @@
 //! order), so a resumed run ends with the same ciphertexts, bit for bit, as an
 //! uninterrupted one.
 
+use super::average;
 use super::cipher::{EncDataset, EncModel, EncSample, EncTensor, LweVec};
 use super::error::TfheError;
 use super::exec::Server;
@@ -158,6 +159,7 @@ pub fn train(
     let batch = plan.train.batch.max(1);
     let per_epoch = order::steps_per_epoch(n, batch);
     let total_steps = (per_epoch * state.epochs) as u64;
+    let average_from = plan.train.average_from(state.epochs);
     let start = Instant::now();
     let mut last_checkpoint = Instant::now();
     let (mut steps, mut samples) = (0u64, 0u64);
@@ -179,6 +181,9 @@ pub fn train(
                 order[ranges[state.step].clone()].iter().map(|&i| data.samples[i].clone()).collect();
             let before = server.stats().pbs;
             server.train_batch(&mut state.model, &chunk)?;
+            if average_from.is_some_and(|e| state.epoch >= e) {
+                average::accumulate(plan, &mut state.model)?;
+            }
             state.pbs += server.stats().pbs - before;
             state.step += 1;
             state.steps_done += 1;
@@ -293,5 +298,5 @@ pub fn trivial_model(plan: &Plan, p: &ParamSet, values: &[Vec<u64>]) -> Result<E
             }
         })
         .collect();
-    Ok(EncModel { tensors })
+    Ok(EncModel::new(tensors))
 }

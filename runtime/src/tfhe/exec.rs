@@ -6,6 +6,7 @@
 //! (GLWE additions are exact mod 2^64, so the result does not depend on scheduling).
 
 use super::analysis::{inst_name, PlanInfo};
+use super::average;
 use super::cipher::{EncModel, EncSample, EncTensor, Glwe, Lwe, LweVec};
 use super::error::{bad_ct, invalid, TfheError};
 use super::ggsw::{to_fourier, Direction, FourierGgsw};
@@ -392,7 +393,10 @@ impl<'a> Server<'a> {
                 return Err(bad_ct(format!("model tensor `{}` does not match the plan", t.name)));
             }
         }
-        Ok(())
+        match &model.mean {
+            Some(mean) => average::check(self.plan, &model.tensors, mean),
+            None => Ok(()),
+        }
     }
 }
 

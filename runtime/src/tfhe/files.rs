@@ -21,7 +21,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const MAGIC: [u8; 8] = *b"BLTFHE\0\x01";
-pub const FORMAT_VERSION: u32 = 1;
+// 2: models and checkpoints carry the tail-average sums (`EncModel::mean`).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// What a file holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,9 +6,12 @@
 //! * [`ggsw`] — polynomial GGSW encryption of the client's data;
 //! * [`client`] — sample/model encryption and decryption (client side);
 //! * [`analysis`] — plan checks and key inference; [`exec`] — the server interpreter;
+//! * [`average`] — tail averaging: encrypted running sums, unwrapped by the client;
+//! * [`lockstep`] — the clear backend following an encrypted run cell for cell (verification);
 //! * [`pack`], [`keyswitch`] — batched keyswitches (vectorised, bit-identical to tfhe); [`files`] — versioned files.
 
 pub mod analysis;
+pub mod average;
 pub mod bench;
 pub mod cipher;
 pub mod client;
@@ -21,6 +24,7 @@ pub mod ggsw;
 mod kernel;
 pub mod keys;
 pub mod keyswitch;
+pub mod lockstep;
 pub mod noise_params;
 mod ops;
 pub mod pack;
@@ -29,7 +33,7 @@ pub mod rng;
 pub mod stats;
 
 pub use analysis::PlanInfo;
-pub use cipher::{EncDataset, EncModel, EncSample, EncTensor, LweVec};
+pub use cipher::{EncDataset, EncMean, EncModel, EncSample, EncTensor, LweVec};
 pub use error::TfheError;
 pub use exec::{LutTrace, PreparedSample, SampleRun, Server};
 pub use keys::{keygen, ClientKey, Fingerprint, KeyKind, ServerKeys};

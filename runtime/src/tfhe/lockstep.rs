@@ -1,0 +1,103 @@
+//! Lock-step differential execution of the two backends: a verification tool for the
+//! data owner's side (it holds the client key), used by the suite's lock-step tests
+//! and by the long `lockstep` example.
+//!
+//! The clear machine follows an encrypted run step by step and applies, at every
+//! bootstrap, the lookup-table cell the encrypted bootstrap actually selected
+//! (recovered from the traced bootstrap inputs with the client key). With the cells
+//! agreeing, the error values agree exactly, so after every step the decrypted
+//! weights differ from the clear weights by the levelled noise alone: the random walk
+//! `noise::analyze` predicts (variance `base + per_step · steps`), with no feedback
+//! through the trajectory. Where a bootstrap landed (same cell as the noise-free one,
+//! one off, further) is tallied.
+
+use super::cipher::EncModel;
+use super::error::{bad_ct, TfheError};
+use super::exec::LutTrace;
+use super::keys::ClientKey;
+use crate::clear::{Machine, QSample};
+use crate::simulate::CellTally;
+use blindtuner_compiler::plan::{Inst, Plan, TensorRole};
+use std::collections::BTreeMap;
+
+pub struct LockStep<'p> {
+    plan: &'p Plan,
+    pub clear: Machine<'p>,
+    /// Landings of every bootstrap so far.
+    pub cells: CellTally,
+    /// Steps run.
+    pub steps: u64,
+}
+
+/// The distance of the decrypted parameters from the clear ones after a step.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StepCheck {
+    /// Largest |decrypted − clear| over every parameter coefficient, torus units.
+    pub max_abs: u64,
+    /// Mean of (decrypted − clear)² over the parameter coefficients, torus units².
+    pub mean_sq: f64,
+}
+
+impl<'p> LockStep<'p> {
+    /// Follow a run that starts from `tensors` (the values the model was encrypted or
+    /// trivially built from).
+    pub fn new(plan: &'p Plan, tensors: Vec<Vec<u64>>) -> LockStep<'p> {
+        LockStep { plan, clear: Machine::with_tensors(plan, tensors), cells: CellTally::default(), steps: 0 }
+    }
+
+    /// The server is about to run epoch `epoch` (learning-rate schedule).
+    pub fn set_epoch(&mut self, epoch: usize) {
+        self.clear.lr_shift = self.plan.train.lr_shift(epoch);
+    }
+
+    /// Replay one encrypted step in the clear: `batch` in the order the server ran it,
+    /// `traces` as `Server::train_batch` returned them; then compare the parameters
+    /// with `model` (the encrypted model after that step).
+    pub fn step(
+        &mut self,
+        ck: &ClientKey,
+        batch: &[QSample],
+        traces: &[LutTrace],
+        model: &EncModel,
+    ) -> Result<StepCheck, TfheError> {
+        if batch.len() != traces.len() {
+            return Err(bad_ct(format!("{} samples but {} bootstrap traces", batch.len(), traces.len())));
+        }
+        for (q, trace) in batch.iter().zip(traces) {
+            let mut cells = BTreeMap::new();
+            for (pc, lwes) in trace {
+                let Some(Inst::Lut { lut, .. }) = self.plan.sample.get(*pc) else {
+                    return Err(bad_ct(format!("bootstrap trace of instruction {pc}, which is not a lookup")));
+                };
+                let lut = &self.plan.luts[lut.index()];
+                let used = lwes.iter().map(|c| lut.at_index(ck.pbs_index(c), self.plan.poly_size).1).collect();
+                cells.insert(*pc, used);
+            }
+            self.clear.cell_log.clear();
+            self.clear.run_sample_forced(q, cells);
+            for &(pc, clean, used) in &self.clear.cell_log {
+                if let Some(Inst::Lut { lut, .. }) = self.plan.sample.get(pc) {
+                    self.cells.record(self.plan.luts[lut.index()].table.len(), clean, used);
+                }
+            }
+        }
+        self.clear.run_step();
+        self.steps += 1;
+        let dec = ck.decrypt_iterate(self.plan, model)?;
+        let mut check = StepCheck::default();
+        let mut n = 0usize;
+        for ((t, a), b) in self.plan.tensors.iter().zip(&dec).zip(&self.clear.tensors) {
+            if t.role != TensorRole::Param {
+                continue;
+            }
+            for (x, y) in a.iter().zip(b) {
+                let d = x.wrapping_sub(*y) as i64;
+                check.max_abs = check.max_abs.max(d.unsigned_abs());
+                check.mean_sq += (d as f64) * (d as f64);
+                n += 1;
+            }
+        }
+        check.mean_sq /= n.max(1) as f64;
+        Ok(check)
+    }
+}
