@@ -67,10 +67,13 @@ fn the_model_is_the_mean_of_the_last_epochs_iterates() {
 }
 
 #[test]
-fn the_tfhe_backend_says_it_cannot_average_yet() {
+fn the_tfhe_backend_accepts_averaging() {
+    // It keeps encrypted running sums (`tfhe::average`; checked against decrypted
+    // iterates in `tfhe_driver.rs`).
     use blindtuner_runtime::tfhe::{ParamSet, PlanInfo};
     let src = linear("sigmoid_cross_entropy", 16, 5, (-6.0, 6.0), "sgd(lr = 0.5)", 8, 3)
         .replace("  epochs    = 3\n", "  epochs    = 3\n  average   = 1\n");
-    let Err(err) = PlanInfo::analyse(&compile(&src), &ParamSet::default_set()) else { panic!("accepted") };
-    assert!(err.to_string().contains("average = 1"), "{err}");
+    if let Err(e) = PlanInfo::analyse(&compile(&src), &ParamSet::default_set()) {
+        panic!("refused: {e}");
+    }
 }
