@@ -109,7 +109,9 @@ fn run() -> Result<(), String> {
         plan.train.batch,
         start.elapsed().as_secs_f64()
     );
-    println!("epoch  steps   max|ΔW| (log2)  rms|ΔW|  predicted σ  max/σ  rms/σ   one cell off  further   elapsed");
+    println!(
+        "epoch  steps   max|ΔW| (log2)  rms|ΔW|  predicted σ  max/σ  rms/σ   one cell off  further  (vs clear run: off, further)   elapsed"
+    );
     let average_from = plan.train.average_from(epochs);
     let (mut worst_ratio, mut worst_rms_ratio) = (0f64, 0f64);
     let train_start = Instant::now();
@@ -134,7 +136,7 @@ fn run() -> Result<(), String> {
         }
         let sigma = sigma_at(ls.steps as f64);
         println!(
-            "{:>5}  {:>5}   2^{:<12.2}  2^{:<5.2}  2^{:<9.2}  {:>5.2}  {:>5.2}   {:>12}  {:>7}   {:>6.0} s",
+            "{:>5}  {:>5}   2^{:<12.2}  2^{:<5.2}  2^{:<9.2}  {:>5.2}  {:>5.2}   {:>12}  {:>7}  ({:>8}, {:>7})            {:>6.0} s",
             epoch + 1,
             ls.steps,
             (max_abs.max(1) as f64).log2(),
@@ -142,6 +144,8 @@ fn run() -> Result<(), String> {
             sigma.log2(),
             max_abs as f64 / sigma,
             rms / sigma,
+            ls.landings.one_off,
+            ls.landings.far,
             ls.cells.one_off,
             ls.cells.far,
             train_start.elapsed().as_secs_f64()
@@ -159,11 +163,21 @@ fn run() -> Result<(), String> {
         .collect();
     let mean = sims.iter().sum::<f64>() / sims.len().max(1) as f64;
     let (lo, hi) = sims.iter().fold((1f64, 0f64), |(l, h), &a| (l.min(a), h.max(a)));
+    let predicted: Vec<String> = noise
+        .luts
+        .iter()
+        .map(|l| format!("one cell off {:.4}, further {:.1e}", l.errors.one_off, l.errors.far))
+        .collect();
     println!(
-        "bootstraps: {} ({} one cell off = {:.4}, {} further)",
-        ls.cells.pbs,
+        "bootstraps: {}; against the decrypted state before each step: {} one cell off = {:.4}, {} further \
+         (predicted per bootstrap: {}); against the lock-stepped clear run (its weights lack the encrypted \
+         weights' noise): {} one cell off, {} further",
+        ls.landings.pbs,
+        ls.landings.one_off,
+        ls.landings.one_off_rate(),
+        ls.landings.far,
+        predicted.join("; "),
         ls.cells.one_off,
-        ls.cells.one_off_rate(),
         ls.cells.far
     );
     // The lock-step difference is the levelled noise alone, a random walk with no

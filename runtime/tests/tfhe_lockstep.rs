@@ -102,14 +102,20 @@ fn lock_step(src: &str, d: usize, steps_per_epoch: usize) {
         assert_eq!(srv.stats().pbs, (steps_per_epoch * batch * k) as u64, "k PBS per sample, counted at the bootstrap");
         assert_eq!(costs(&plan).pbs_per_sample, k as u64);
     }
-    let cells = ls.cells;
+    let (cells, own) = (ls.cells, ls.landings);
     eprintln!(
-        "lock-step: {} bootstraps, {} one cell off, {} further; worst weight noise 2^{:.1}",
+        "lock-step: {} bootstraps, {} one cell off, {} further (against the decrypted state: {}, {}); \
+         worst weight noise 2^{:.1}",
         cells.pbs,
         cells.one_off,
         cells.far,
+        own.one_off,
+        own.far,
         (worst_noise.max(1) as f64).log2()
     );
+    // A few steps: the weights' noise (2^45) is far below a cell (2^57), so both
+    // tallies agree on what is a failure.
+    assert_eq!(own.far, 0, "a bootstrap landed more than one cell off its input");
     // One cell off is expected and benign (the modulus switch to 2N rounds the phase;
     // the noise model predicts ~16 % for the sigmoid table's 2^57-wide cells): it is
     // applied to the clear run above, so the weights still agree. Further off would be

@@ -8,8 +8,17 @@
 //! agreeing, the error values agree exactly, so after every step the decrypted
 //! weights differ from the clear weights by the levelled noise alone: the random walk
 //! `noise::analyze` predicts (variance `base + per_step · steps`), with no feedback
-//! through the trajectory. Where a bootstrap landed (same cell as the noise-free one,
-//! one off, further) is tallied.
+//! through the trajectory.
+//!
+//! Where a bootstrap landed (same cell as the noise-free one, one off, further) is
+//! tallied twice. `cells` counts against the lock-stepped clear run, whose weights
+//! lack the encrypted weights' accumulated noise: over a long run that noise moves the
+//! logits by whole cells, so these counts grow with the run and say how far the two
+//! trajectories' inputs drifted, not whether a bootstrap failed. `landings` counts
+//! against a second clear machine re-synchronised to the decrypted weights before
+//! every step: the bootstrap's own error on the state the server really had (the
+//! fresh noise of one sample's products and keyswitches, and the modulus switch) —
+//! what the noise model's one-cell-off and failure probabilities describe.
 
 use super::cipher::EncModel;
 use super::error::{bad_ct, TfheError};
@@ -23,8 +32,11 @@ use std::collections::BTreeMap;
 pub struct LockStep<'p> {
     plan: &'p Plan,
     pub clear: Machine<'p>,
-    /// Landings of every bootstrap so far.
+    /// Landings against the lock-stepped clear run (includes the weights' drift).
     pub cells: CellTally,
+    /// Landings against the decrypted state before each step (the bootstrap's own error).
+    pub landings: CellTally,
+    synced: Machine<'p>,
     /// Steps run.
     pub steps: u64,
 }
@@ -42,12 +54,20 @@ impl<'p> LockStep<'p> {
     /// Follow a run that starts from `tensors` (the values the model was encrypted or
     /// trivially built from).
     pub fn new(plan: &'p Plan, tensors: Vec<Vec<u64>>) -> LockStep<'p> {
-        LockStep { plan, clear: Machine::with_tensors(plan, tensors), cells: CellTally::default(), steps: 0 }
+        LockStep {
+            plan,
+            clear: Machine::with_tensors(plan, tensors.clone()),
+            cells: CellTally::default(),
+            landings: CellTally::default(),
+            synced: Machine::with_tensors(plan, tensors),
+            steps: 0,
+        }
     }
 
     /// The server is about to run epoch `epoch` (learning-rate schedule).
     pub fn set_epoch(&mut self, epoch: usize) {
         self.clear.lr_shift = self.plan.train.lr_shift(epoch);
+        self.synced.lr_shift = self.clear.lr_shift;
     }
 
     /// Replay one encrypted step in the clear: `batch` in the order the server ran it,
@@ -73,17 +93,17 @@ impl<'p> LockStep<'p> {
                 let used = lwes.iter().map(|c| lut.at_index(ck.pbs_index(c), self.plan.poly_size).1).collect();
                 cells.insert(*pc, used);
             }
+            self.synced.cell_log.clear();
+            self.synced.run_sample_forced(q, cells.clone());
+            tally(self.plan, &self.synced.cell_log, &mut self.landings);
             self.clear.cell_log.clear();
             self.clear.run_sample_forced(q, cells);
-            for &(pc, clean, used) in &self.clear.cell_log {
-                if let Some(Inst::Lut { lut, .. }) = self.plan.sample.get(pc) {
-                    self.cells.record(self.plan.luts[lut.index()].table.len(), clean, used);
-                }
-            }
+            tally(self.plan, &self.clear.cell_log, &mut self.cells);
         }
         self.clear.run_step();
         self.steps += 1;
         let dec = ck.decrypt_iterate(self.plan, model)?;
+        self.synced.tensors.clone_from(&dec);
         let mut check = StepCheck::default();
         let mut n = 0usize;
         for ((t, a), b) in self.plan.tensors.iter().zip(&dec).zip(&self.clear.tensors) {
@@ -99,5 +119,13 @@ impl<'p> LockStep<'p> {
         }
         check.mean_sq /= n.max(1) as f64;
         Ok(check)
+    }
+}
+
+fn tally(plan: &Plan, log: &[(usize, usize, usize)], into: &mut CellTally) {
+    for &(pc, clean, used) in log {
+        if let Some(Inst::Lut { lut, .. }) = plan.sample.get(pc) {
+            into.record(plan.luts[lut.index()].table.len(), clean, used);
+        }
     }
 }
