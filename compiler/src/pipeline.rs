@@ -95,6 +95,11 @@ pub fn passes() -> Vec<Pass> {
             run: formats_pass,
         },
         Pass { name: "lower", about: "instruction selection, lookup tables and the plan", run: lower_pass },
+        Pass {
+            name: "refresh",
+            about: "bootstrap key and refresh schedule of the weights from the noise model",
+            run: refresh_pass,
+        },
     ]
 }
 
@@ -187,5 +192,11 @@ fn lower_pass(ctx: &mut Ctx) -> Result<(), Vec<Diagnostic>> {
         return Err(missing("lower", "formats"));
     };
     ctx.plan = Some(crate::lower::emit::emit(&ctx.spec, tg, net, ranges, fmts, &ctx.lower_opts)?);
+    Ok(())
+}
+
+fn refresh_pass(ctx: &mut Ctx) -> Result<(), Vec<Diagnostic>> {
+    let plan = ctx.plan.as_mut().ok_or_else(|| missing("refresh", "lower"))?;
+    crate::noise::refresh::place(plan);
     Ok(())
 }

@@ -467,6 +467,44 @@ pub struct PlanTrain {
     /// `average` epochs (0: the last iterate). Clamped to the run's epochs.
     #[serde(default)]
     pub average: usize,
+    /// Periodic refreshes of stored tensors, decided by the noise model
+    /// (`noise::refresh`). Empty: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refresh: Vec<Refresh>,
+}
+
+/// A refresh of a stored tensor: a multi-digit bootstrap of every coefficient that
+/// rounds it to the `2^lsb` grid of its format, which removes the noise the levelled
+/// updates have added as long as it stays under half a grid step (the weights' noise
+/// budget). The digits are read least significant first, one bootstrap per bit from
+/// `lsb` to `top − 1`, plus one for the sign: the value is assumed in
+/// `[−2^top, 2^top)` (the tensor's range; outside it wraps, as [`Refresh::apply`] does).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refresh {
+    pub tensor: TensorId,
+    /// After every `every`-th step of the run (counted from the first, over epochs).
+    pub every: u64,
+    pub lsb: u32,
+    pub top: u32,
+}
+
+impl Refresh {
+    /// Bootstraps per coefficient.
+    pub fn digits(&self) -> u32 {
+        self.top - self.lsb + 1
+    }
+    /// Whether the refresh runs after the step that brings the count to `steps_done`.
+    pub fn due(&self, steps_done: u64) -> bool {
+        self.every > 0 && steps_done > 0 && steps_done.is_multiple_of(self.every)
+    }
+    /// The refreshed value of a noise-free coefficient: rounded to the grid (half up),
+    /// then sign-extended from bit `top` (what the digit reads produce).
+    pub fn apply(&self, t: u64) -> u64 {
+        let half = 1u64 << (self.lsb - 1);
+        let rounded = t.wrapping_add(half) & !((1u64 << self.lsb) - 1);
+        let s = 63 - self.top;
+        (((rounded << s) as i64) >> s) as u64
+    }
 }
 
 fn default_p_fail() -> f64 {
@@ -488,6 +526,17 @@ impl PlanTrain {
     pub fn average_from(&self, epochs: usize) -> Option<usize> {
         let n = self.average.min(epochs);
         (n > 0).then(|| epochs - n)
+    }
+}
+
+impl Plan {
+    /// Bootstraps of one run of refresh `r`: `digits` per coefficient of its tensor.
+    pub fn refresh_pbs_each(&self, r: &Refresh) -> u64 {
+        self.tensors.get(r.tensor.index()).map_or(0, |t| (t.rows * t.cols) as u64 * u64::from(r.digits()))
+    }
+    /// Bootstraps of every refresh due within the first `steps` steps of a run.
+    pub fn refresh_pbs(&self, steps: u64) -> u64 {
+        self.train.refresh.iter().map(|r| steps / r.every.max(1) * self.refresh_pbs_each(r)).sum()
     }
 }
 

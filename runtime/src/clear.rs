@@ -163,6 +163,8 @@ pub struct Machine<'p> {
     pc: usize,
     /// `--backend simulate`: modelled noise injected at every lowered operation.
     pub noise: Option<Injector>,
+    /// Steps run (the refresh schedule counts them over the whole run).
+    pub steps_done: u64,
 }
 
 impl<'p> Machine<'p> {
@@ -184,6 +186,7 @@ impl<'p> Machine<'p> {
             cell_log: Vec::new(),
             pc: 0,
             noise: None,
+            steps_done: 0,
         }
     }
 
@@ -248,6 +251,17 @@ impl<'p> Machine<'p> {
     pub fn run_step(&mut self) {
         for inst in &self.plan.step {
             self.exec_step(inst);
+        }
+        self.steps_done += 1;
+        for r in &self.plan.train.refresh {
+            if r.due(self.steps_done) {
+                let t = &mut self.tensors[r.tensor.index()];
+                t.iter_mut().for_each(|v| *v = r.apply(*v));
+                if let Some(n) = &mut self.noise {
+                    let var = n.op.refresh(r.digits(), t.len());
+                    n.add(t, var);
+                }
+            }
         }
     }
 

@@ -55,6 +55,8 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     let mut plan = plan.clone();
     if let Some(e) = args.epochs {
         plan.train.epochs = e;
+        // The key, and so the noise per step, may change with the last epoch's rate.
+        blindtuner_compiler::noise::refresh::place(&mut plan);
     }
     let plan = &plan;
     let params = ParamSet::new(resolve_bsk(&args.bsk, Some(plan))?);

@@ -7,14 +7,14 @@
 //! accumulated gradients (already in weight units), then zero the accumulators.
 
 use super::formats::{Formats, LayerFmt};
-use super::lut::{full_torus, half_torus, min_cell_log2, TableFn};
+use super::lut::{cell_for_budget, full_torus, half_torus, TableFn, HORIZON_PBS};
 use super::ranges::Ranges;
 use super::select::{unsupported, LayerInput, Net};
 use super::LowerOptions;
 use crate::diag::Diagnostic;
 use crate::ir::autodiff::TrainGraph;
 use crate::plan::*;
-use crate::spec::{Builtin, LossKind, Optimizer, Spec};
+use crate::spec::{Builtin, LossKind, Optimizer, Precision, Spec};
 use blindtuner_grammar::ast::Span;
 
 struct Emitter {
@@ -154,7 +154,13 @@ pub fn emit(
     // ---- error of the logits, lr/B folded in
     let last = &fmts.layers[nl - 1];
     let span = tg.graph.node(net.loss_node).span;
-    let e = loss_error(&mut em, net.loss, logits, last, r.z[nl - 1].abs_max(), k, net, span, opts.lut_margin_bits)?;
+    // The error table's cell: pinned by `precision = N` (2^N cells over the torus), or
+    // the finest whose bootstraps keep the failure budget (`lut::cell_for_budget`).
+    let cell_log2 = match spec.train.precision {
+        Precision::Bits(b) => 64 - b as i32,
+        Precision::Auto => cell_for_budget(spec.train.p_fail / 2.0 / HORIZON_PBS, opts.lut_margin_bits),
+    };
+    let e = loss_error(&mut em, net.loss, logits, last, r.z[nl - 1].abs_max(), k, net, span, cell_log2)?;
 
     // ---- backward
     let mut e_cur = e;
@@ -266,6 +272,7 @@ pub fn emit(
             p_fail: spec.train.p_fail,
             schedule: spec.train.schedule.map(|s| PlanSchedule { every: s.every, shift: s.shift }),
             average: spec.train.average,
+            refresh: Vec::new(),
         },
         assumptions: r.assumptions.clone(),
     })
@@ -282,7 +289,7 @@ fn loss_error(
     k: usize,
     net: &Net,
     span: Span,
-    lut_margin: f64,
+    cell_log2: i32,
 ) -> Result<RegId, Vec<Diagnostic>> {
     let n = em.poly_size;
     let s = f.s;
@@ -304,8 +311,7 @@ fn loss_error(
                     assumed: (-a, a),
                     out_shift: lsb as u32,
                 },
-                // As fine as the bootstrap noise allows (see `lut::min_cell_log2`).
-                ((min_cell_log2(lut_margin) - f.z.scale) as f64).exp2(),
+                ((cell_log2 - f.z.scale) as f64).exp2(),
                 n,
             );
             let raw = em.apply(LrScaled(lut).into(), z, out_fmt, span);

@@ -150,6 +150,27 @@ pub fn min_cell_log2(margin_bits: f64) -> i32 {
     (log2_std_u64(floor, p.modulus_log2) + margin_bits + 1.0).ceil() as i32
 }
 
+/// Bootstraps the failure budget is spread over: the plan does not know the run's
+/// length, so the budget per bootstrap is `p_fail / 2 / HORIZON_PBS` (2^32 bootstraps:
+/// thousands of epochs of the heads here; the other half of `p_fail` is the weights').
+pub const HORIZON_PBS: f64 = 4_294_967_296.0;
+
+/// The narrowest cell (`log2`, torus units) whose bootstrap lands two or more cells
+/// off with probability at most `p_far` even for a phase at the edge of its cell, and
+/// never narrower than [`min_cell_log2`]`(margin_floor)`. This is the precision choice
+/// of a table: a bootstrap costs the same for any cell count, so the finest that keeps
+/// the budget. At the default budget (2^-40) the noise floor σ 2^54.7 needs 2^58-wide
+/// cells: 32 per half torus, one cell off ≈ 8 % of the time, further ≈ 1e-23.
+pub fn cell_for_budget(p_far: f64, margin_floor: f64) -> i32 {
+    use crate::noise::formulas::{keyswitch, pbs_modulus_switch};
+    use crate::noise::params::NoiseParams;
+    use crate::noise::tail::cell_errors;
+    let p = NoiseParams::DEFAULT;
+    let sigma = (keyswitch(&p, p.big_lwe_dim(), p.ks, p.lwe_var()) + pbs_modulus_switch(&p)).sqrt();
+    let fits = |c: i32| cell_errors(sigma / f64::from(c - 64).exp2()).far_worst <= p_far;
+    (min_cell_log2(margin_floor)..62).find(|&c| fits(c)).unwrap_or(62)
+}
+
 #[cfg(test)]
 mod noise_floor_tests {
     #[test]
@@ -158,5 +179,15 @@ mod noise_floor_tests {
         // margin the narrowest cell is 2^57 (half cell 2^56: 1.30 bits above σ).
         assert_eq!(super::min_cell_log2(1.25), 57);
         assert_eq!(super::min_cell_log2(2.0), 58);
+    }
+
+    #[test]
+    fn the_failure_budget_sets_the_cell() {
+        use super::{cell_for_budget, HORIZON_PBS};
+        // 2^-40 over 2^32 bootstraps: 2^57 cells land further ~3e-7 at the edge, 2^58 ~1e-23.
+        assert_eq!(cell_for_budget(2f64.powi(-41) / HORIZON_PBS, 1.25), 58);
+        // A budget of 1e-6 per bootstrap is met by 2^57 cells at the centre but not the edge.
+        assert_eq!(cell_for_budget(1e-6, 1.25), 57);
+        assert_eq!(cell_for_budget(1e-30, 1.25), 59);
     }
 }

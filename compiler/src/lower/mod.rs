@@ -48,9 +48,10 @@ pub struct LowerOptions {
     /// logit range (0 reproduces the probe's layout: window = assumed = ±8 at 2^59).
     pub logit_headroom_bits: i32,
     /// Least headroom, in bits, between the bootstrap-input noise floor (keyswitch +
-    /// modulus switch, from the noise model) and half a lookup-table cell. The default
-    /// yields cells of 2^57 (1.30 bits): ≈ 16 % one cell off and ≈ 3e-8 further per
-    /// bootstrap (the probe's geometry).
+    /// modulus switch, from the noise model) and half a lookup-table cell: a floor under
+    /// the precision choice (`precision = auto` takes the finest cell that keeps the
+    /// failure budget, `lut::cell_for_budget`, 2^58 at 2^-40; 1.25 bits alone would
+    /// allow 2^57, the probe's geometry: ≈ 16 % one cell off, ≈ 3e-8 further).
     pub lut_margin_bits: f64,
     /// Assumed bound of back-propagated gradients `|Wᵀ g|` (hidden layers).
     pub backprop_bound: f64,

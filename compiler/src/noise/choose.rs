@@ -57,6 +57,11 @@ impl KeyChoice {
     }
 }
 
+/// The noise parameters of the chosen set.
+pub fn chosen_params(key: &KeyChoice) -> NoiseParams {
+    NoiseParams::DEFAULT.with_bsk(Decomp::new(key.bsk.0 as u32, key.bsk.1 as u32))
+}
+
 /// Choose the bootstrap key for `plan` (at its current epoch count: a shorter run ends
 /// at a larger learning rate and may afford a cheaper key).
 pub fn choose_key(plan: &Plan) -> KeyChoice {

@@ -70,6 +70,13 @@ impl OpNoise {
         f64::from(digits) * self.pbs
     }
 
+    /// A refresh of a tensor of `coeffs` coefficients (see `plan::Refresh`): `digits`
+    /// bootstrap outputs summed per coefficient, then packed back into GLWEs.
+    pub fn refresh(&self, digits: u32, coeffs: usize) -> f64 {
+        let (round, key) = self.packing(coeffs);
+        self.rescale(digits) + round + key
+    }
+
     /// `σ` in units of a `2^modulus_log2` torus, as the simulator adds it.
     pub fn std_units(&self, var: f64) -> f64 {
         var.max(0.0).sqrt() * f64::from(self.params.modulus_log2).exp2()

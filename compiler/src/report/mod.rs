@@ -11,7 +11,6 @@ mod text;
 use crate::lower::cost::costs;
 use crate::noise::analyze::{analyze, AnalyzeOptions};
 use crate::noise::choose::{choose_key, KeyChoice};
-use crate::noise::params::{Decomp, NoiseParams};
 use crate::plan::{Inst, LutEncoding, Plan, RegId, StepInst, TensorRole};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -42,37 +41,35 @@ pub struct Report {
     pub external_products_per_step: u64,
     /// Longest chain of bootstraps within one sample.
     pub pbs_depth: u32,
+    /// Bootstraps the plan's refresh schedule adds per step, amortized.
+    pub refresh_pbs_per_step: f64,
     pub nodes: Vec<NodeRow>,
     pub luts: Vec<LutRow>,
     pub assumptions: Vec<AssumptionRow>,
     pub tensors: Vec<TensorRow>,
     /// Security and resources of an encrypted run on the default parameter set.
     pub resources: Resources,
-    /// How the stored tensors' noise grows without refreshes, and when a refresh
-    /// would be needed.
-    pub budget: Vec<BudgetRow>,
+    /// The weights' noise budget (half an LSB of their format) and the refresh
+    /// schedule the compiler chose (`plan.train.refresh`).
+    pub budget: Vec<crate::noise::TensorBudget>,
     /// The bootstrap key the compiler chose, with the alternatives it weighed.
     pub key: KeyChoice,
+    /// How the spec's failure budget is spent.
+    pub failure: Failure,
 }
 
-/// Noise growth of one stored tensor and what it means for the bootstraps that read it.
+/// The spec's `p_fail` split in two halves: the bootstraps' (landing two or more cells
+/// off, at a cell's edge, over [`HORIZON_PBS`](crate::lower::lut::HORIZON_PBS)
+/// bootstraps) and the weights' (see [`crate::noise::refresh`]).
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct BudgetRow {
-    pub tensor: String,
-    /// `log2 σ` (u64 torus units) of a freshly encrypted coefficient.
-    pub fresh_log2_std: f64,
-    /// `log2` of the σ one step adds (the variances add up: a random walk).
-    pub per_step_log2_std: f64,
-    /// Steps after which some lookup table fed by this tensor reads its input with
-    /// more noise than the failure budget allows (`None`: it never does).
-    pub steps_to_budget: Option<f64>,
-    /// The lookup table that limits it.
-    pub limiting_lut: Option<String>,
-    /// Steps after which that table's input σ has doubled (the tensor's noise then
-    /// dominates the bootstrap's own keyswitch and modulus-switch noise).
-    pub steps_to_double: Option<f64>,
-    /// PBS of one refresh of the whole tensor (a multi-digit bootstrap per coefficient).
-    pub refresh_pbs: u64,
+pub struct Failure {
+    pub p_fail: f64,
+    /// Allowed per bootstrap: `p_fail / 2 / HORIZON_PBS`.
+    pub per_pbs: f64,
+    /// The worst table: its name and P(further) for a phase at a cell's edge.
+    pub worst_lut: Option<(String, f64)>,
+    /// With a known run length (`samples`): bootstraps of the run and P(any lands further).
+    pub run: Option<(u64, f64)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -214,7 +211,7 @@ pub fn build_with(plan: &Plan, source: Option<&str>, opts: &ReportOptions) -> Re
         });
     }
     let key = choose_key(plan);
-    let np = NoiseParams::DEFAULT.with_bsk(Decomp::new(key.bsk.0 as u32, key.bsk.1 as u32));
+    let np = crate::noise::choose::chosen_params(&key);
     let noise = analyze(plan, &np, &AnalyzeOptions::new(plan.train.p_fail));
     let luts = plan
         .luts
@@ -287,43 +284,46 @@ pub fn build_with(plan: &Plan, source: Option<&str>, opts: &ReportOptions) -> Re
         external_products_per_sample: c.external_products_per_sample,
         external_products_per_step: c.external_products_per_step,
         pbs_depth: c.pbs_depth,
+        refresh_pbs_per_step: plan
+            .train
+            .refresh
+            .iter()
+            .map(|r| plan.refresh_pbs_each(r) as f64 / r.every.max(1) as f64)
+            .sum(),
         nodes,
         luts,
         assumptions,
         tensors,
         resources: resources_for(plan, &c, &PARAM_SETS[key.chosen], &opts.timing, opts.samples),
-        budget: budget_rows(plan, &noise),
+        budget: crate::noise::budgets(plan, &np, &AnalyzeOptions::new(plan.train.p_fail)),
+        failure: failure(plan, &noise, &c, opts.samples),
         key,
     }
 }
 
-/// One row per param/state tensor that gains noise. A lookup table's input grows with
-/// every tensor it reads; the first table to exceed its budget limits them all.
-fn budget_rows(plan: &Plan, noise: &crate::noise::NoiseReport) -> Vec<BudgetRow> {
-    let q = f64::from(noise.params.modulus_log2);
-    let limit = noise
+fn failure(
+    plan: &Plan,
+    noise: &crate::noise::NoiseReport,
+    c: &crate::lower::cost::Costs,
+    samples: Option<usize>,
+) -> Failure {
+    let worst_lut = noise
         .luts
         .iter()
-        .filter_map(|l| {
-            let double = (l.pbs_input.per_step > 0.0).then(|| 3.0 * l.pbs_input.base / l.pbs_input.per_step);
-            l.steps_to_budget.map(|s| (s, plan.luts[l.lut.index()].name.clone(), double))
-        })
-        .min_by(|a, b| a.0.total_cmp(&b.0));
-    plan.tensors
-        .iter()
-        .zip(&noise.tensors)
-        .filter(|(t, n)| matches!(t.role, TensorRole::Param | TensorRole::State(_)) && n.var.per_step > 0.0)
-        .map(|(t, n)| BudgetRow {
-            tensor: t.name.clone(),
-            fresh_log2_std: 0.5 * n.var.base.log2() + q,
-            per_step_log2_std: 0.5 * n.var.per_step.log2() + q,
-            steps_to_budget: limit.as_ref().map(|l| l.0),
-            limiting_lut: limit.as_ref().map(|l| l.1.clone()),
-            steps_to_double: limit.as_ref().and_then(|l| l.2),
-            refresh_pbs: u64::from(t.fmt.bits().div_ceil(crate::lower::LowerOptions::default().digit_bits))
-                * (t.rows * t.cols) as u64,
-        })
-        .collect()
+        .map(|l| (plan.luts[l.lut.index()].name.clone(), l.errors.far_worst))
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    let run = samples.map(|n| {
+        let steps = n.div_ceil(plan.train.batch.max(1)) as u64 * plan.train.epochs as u64;
+        let pbs = c.pbs_per_sample * (n * plan.train.epochs) as u64 + c.step_pbs * steps + plan.refresh_pbs(steps);
+        let p = worst_lut.as_ref().map_or(0.0, |w| -(-w.1).ln_1p() * pbs as f64);
+        (pbs, -(-p).exp_m1())
+    });
+    Failure {
+        p_fail: plan.train.p_fail,
+        per_pbs: plan.train.p_fail / 2.0 / crate::lower::lut::HORIZON_PBS,
+        worst_lut,
+        run,
+    }
 }
 
 fn is_zero(n: &usize) -> bool {

@@ -1,6 +1,7 @@
 //! Human-readable rendering of a [`Report`]: aligned tables, one line per node.
 
 use super::{FormatRow, Report};
+use crate::noise::Decision;
 use std::fmt::Write;
 
 pub fn render_text(r: &Report) -> String {
@@ -47,6 +48,14 @@ pub fn render_text(r: &Report) -> String {
         (
             "pbs_per_step",
             format!("{} (batch {} × {} + {})", r.pbs_per_step, r.batch, r.pbs_per_sample, r.pbs_per_update),
+        ),
+        (
+            "refresh_pbs_per_step",
+            if r.refresh_pbs_per_step > 0.0 {
+                format!("{:.1} (amortized: see the noise budget)", r.refresh_pbs_per_step)
+            } else {
+                "0 (no refresh scheduled)".into()
+            },
         ),
         ("external_products_per_sample", r.external_products_per_sample.to_string()),
         ("external_products_per_step", r.external_products_per_step.to_string()),
@@ -121,24 +130,55 @@ pub fn render_text(r: &Report) -> String {
             );
         }
     }
+    {
+        let f = &r.failure;
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "failure budget p_fail = 2^{:.0}: half for the bootstraps (≤ {:.1e} each landing two or more cells off, over 2^32 \
+             bootstraps), half for the weights (below)",
+            f.p_fail.log2(),
+            f.per_pbs
+        );
+        if let Some((name, far)) = &f.worst_lut {
+            let _ = writeln!(
+                s,
+                "  bootstraps: `{name}` lands further with P ≤ {far:.1e} at a cell's edge: {}",
+                if *far <= f.per_pbs {
+                    "within the budget"
+                } else {
+                    "OVER the budget (coarser cells or a larger p_fail)"
+                }
+            );
+        }
+        if let Some((pbs, p)) = f.run {
+            let _ = writeln!(s, "  this run: {pbs} bootstraps, P(any lands further) ≤ {p:.1e}");
+        }
+    }
     if !r.budget.is_empty() {
         let _ = writeln!(s);
-        let _ = writeln!(s, "noise budget (no refresh; worst-case bound: every step's noise adds up)");
+        let _ = writeln!(
+            s,
+            "noise budget of the weights (half an LSB of their format; a refresh rounds them back onto it)"
+        );
         let rows: Vec<Vec<String>> = r
             .budget
             .iter()
             .map(|b| {
                 vec![
-                    b.tensor.clone(),
-                    format!("2^{:.1}", b.fresh_log2_std),
+                    b.name.clone(),
+                    format!("2^{}", b.lsb),
                     format!("2^{:.1}", b.per_step_log2_std),
-                    b.steps_to_double.map_or("never".into(), human_steps),
-                    match b.steps_to_budget {
-                        Some(t) if t <= 0.0 => format!("from the start ({})", b.limiting_lut.as_deref().unwrap_or("-")),
-                        Some(t) => format!("{} ({})", human_steps(t), b.limiting_lut.as_deref().unwrap_or("-")),
-                        None => "never".into(),
+                    human_steps(b.steps_to_budget),
+                    human_steps(b.median_break),
+                    match b.decision {
+                        Decision::NotNeeded => "not needed".into(),
+                        Decision::Every { steps } => format!("every {steps} steps"),
+                        Decision::Infeasible => "infeasible".into(),
+                        Decision::Unsupported => "not refreshable".into(),
                     },
-                    b.refresh_pbs.to_string(),
+                    format!("{} ({} × {})", b.pbs_per_refresh, b.coeffs, b.digits),
+                    format!("{:.1}", b.pbs_per_step()),
                 ]
             })
             .collect();
@@ -146,21 +186,37 @@ pub fn render_text(r: &Report) -> String {
             &mut s,
             &[
                 "tensor",
-                "fresh σ",
+                "LSB",
                 "σ added per step",
-                "steps until LUT σ doubles",
-                "LUT over p_fail after",
+                "steps to budget",
+                "expected break",
+                "refresh",
                 "PBS per refresh",
+                "PBS per step",
             ],
             &rows,
-            &[1, 2, 3, 5],
+            &[2, 3, 4, 6, 7],
         );
         let _ = writeln!(
             s,
-            "  SGD contracts the part of the weights' noise the data sees, so the bound is pessimistic:\n  \
-             `run --backend simulate --json` measures the one-cell-off rate per epoch. No refresh is scheduled\n  \
-             (the runtime cannot refresh yet)."
+            "  budget: P(any coefficient ≥ half an LSB) ≤ p_fail/2 over {} steps; expected break: where that probability is ½;\n  \
+             a refresh is one bootstrap per bit from the LSB to the top of the range plus the sign, for every coefficient",
+            human_steps(crate::noise::refresh::HORIZON_STEPS as f64)
         );
+        for b in &r.budget {
+            if b.decision == Decision::Infeasible {
+                let _ = writeln!(
+                    s,
+                    "  {}: one step adds σ 2^{:.1}, beyond half its LSB (2^{}): its last bits are noise after the first update and no\n  \
+                     refresh can restore them, so none is scheduled (training absorbs the noise: `run --backend simulate` measures\n  \
+                     its effect; pin a coarser `format {}` for exact weights)",
+                    b.name,
+                    b.per_step_log2_std,
+                    b.lsb - 1,
+                    b.name.split('|').next().unwrap_or(&b.name)
+                );
+            }
+        }
     }
     if !r.tensors.is_empty() {
         let _ = writeln!(s);

@@ -44,6 +44,7 @@ impl PlanInfo {
         }
         check_luts(plan, n)?;
         check_tensors(plan, n)?;
+        check_refresh(plan)?;
         let reg_keys = infer_keys(plan)?;
         let mut info = PlanInfo { reg_keys, needs: Vec::new(), label_terms: Vec::new() };
         let mut written = Vec::new();
@@ -245,6 +246,27 @@ fn check_tensors(plan: &Plan, n: usize) -> Result<(), TfheError> {
             if !matches!(inp, Some(i) if i.augmented_len() == t.cols) {
                 return Err(invalid(format!("tensor `{}`: columns do not match its input's features", t.name)));
             }
+        }
+    }
+    Ok(())
+}
+
+/// The refresh reads bits `lsb..=top` with shifts `2^(63−bit)` and tables `2^(bit−1)`,
+/// from coefficients extracted out of polynomials.
+fn check_refresh(plan: &Plan) -> Result<(), TfheError> {
+    for r in &plan.train.refresh {
+        let t = plan.tensors.get(r.tensor.index()).ok_or_else(|| invalid("refresh of a tensor the plan lacks"))?;
+        if !matches!(t.layout, Layout::DataPoly { .. }) || t.role != blindtuner_compiler::plan::TensorRole::Param {
+            return Err(TfheError::Unsupported {
+                what: format!("refresh of `{}`", t.name),
+                why: "only parameters stored as polynomials are refreshed".into(),
+            });
+        }
+        if r.lsb == 0 || r.top <= r.lsb || r.top > 62 || r.every == 0 {
+            return Err(invalid(format!(
+                "refresh of `{}`: bits {}..={} every {} steps",
+                t.name, r.lsb, r.top, r.every
+            )));
         }
     }
     Ok(())

@@ -181,6 +181,7 @@ pub fn train(
                 order[ranges[state.step].clone()].iter().map(|&i| data.samples[i].clone()).collect();
             let before = server.stats().pbs;
             server.train_batch(&mut state.model, &chunk)?;
+            server.refresh(&mut state.model, state.steps_done + 1)?;
             if average_from.is_some_and(|e| state.epoch >= e) {
                 average::accumulate(plan, &mut state.model)?;
             }

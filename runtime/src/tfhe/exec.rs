@@ -355,6 +355,13 @@ impl<'a> Server<'a> {
         Ok(())
     }
 
+    /// Run the refreshes of the plan's schedule that are due after step `steps_done` of
+    /// the run (see [`super::refresh`]); returns how many ran.
+    pub fn refresh(&self, model: &mut EncModel, steps_done: u64) -> Result<usize, TfheError> {
+        self.check_model(model)?;
+        super::refresh::run_due(self.keys, self.plan, model, steps_done, self.fft.as_view(), &self.stats)
+    }
+
     /// One training step: accumulate the batch, then run the step program.
     pub fn train_batch(&self, model: &mut EncModel, batch: &[EncSample]) -> Result<Vec<LutTrace>, TfheError> {
         let traces = self.accumulate(model, batch)?;

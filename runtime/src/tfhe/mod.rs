@@ -6,6 +6,7 @@
 //! * [`ggsw`] — polynomial GGSW encryption of the client's data;
 //! * [`client`] — sample/model encryption and decryption (client side);
 //! * [`analysis`] — plan checks and key inference; [`exec`] — the server interpreter;
+//! * [`refresh`] — multi-digit bootstrap of the weights on the compiler's schedule;
 //! * [`average`] — tail averaging: encrypted running sums, unwrapped by the client;
 //! * [`lockstep`] — the clear backend following an encrypted run cell for cell (verification);
 //! * [`pack`], [`keyswitch`] — batched keyswitches (vectorised, bit-identical to tfhe); [`files`] — versioned files.
@@ -29,6 +30,7 @@ pub mod noise_params;
 mod ops;
 pub mod pack;
 pub mod params;
+pub(crate) mod refresh;
 pub mod rng;
 pub mod stats;
 

@@ -167,6 +167,7 @@ pub fn head_plan(d: usize, k: usize) -> Plan {
             schedule: None,
             p_fail: 2f64.powi(-40),
             average: 0,
+            refresh: Vec::new(),
         },
         assumptions: vec![],
     }

@@ -1,0 +1,147 @@
+//! Refresh of a stored tensor under encryption (`plan::Refresh`): a multi-digit
+//! bootstrap of every coefficient that rounds it to its format's grid and so drops the
+//! noise the levelled updates have accumulated (as long as it is under half a grid
+//! step: the budget the compiler schedules for).
+//!
+//! Bit extraction, least significant first, one bootstrap per bit (tfhe's
+//! `extract_bits` idea, with the tensor's own grid): to read bit `b` of the residual
+//! `r` (the value minus the bits already read), multiply by `2^(63−b)` so that the bit
+//! lands in the most significant position and the sub-grid part (noise, centred at
+//! zero) right below it, add a quarter torus to centre it, keyswitch and bootstrap
+//! with a constant table `c = 2^(b−1)`: the negacyclic rotation returns `c` for a
+//! phase in the first half torus and `−c` in the second, so `c − output` is the bit
+//! times `2^b`. The read for bit 0 of the grid also rounds: a sub-grid part of at least
+//! half a step carries into it. The last read is the sign at `top` (the value is
+//! assumed in `[−2^top, 2^top)`), which contributes `−2^top`.
+//!
+//! The residual is kept as two sums under different keys (the extracted coefficient
+//! under the data key, the bits read so far under the bootstrap key): each is scaled
+//! *before* its own keyswitch, so the keyswitch noise is not multiplied by `2^(63−b)`.
+//! The bits' sum is packed back into the tensor's GLWEs with the packing keyswitch.
+
+use super::cipher::{EncModel, EncTensor, Lwe};
+use super::error::{bad_ct, TfheError};
+use super::keys::{KeyKind, ServerKeys};
+use super::keyswitch::keyswitch_batched;
+use super::ops::{self, Scratch};
+use super::pack::pack_batched;
+use super::stats::{Stats, Work};
+use blindtuner_compiler::plan::{Layout, Plan, Refresh};
+use rayon::prelude::*;
+use std::time::Instant;
+use tfhe::core_crypto::prelude::*;
+
+/// Run every refresh of `plan` that is due after step `steps_done`; returns how many ran.
+pub(crate) fn run_due(
+    keys: &ServerKeys,
+    plan: &Plan,
+    model: &mut EncModel,
+    steps_done: u64,
+    fft: FftView<'_>,
+    stats: &Stats,
+) -> Result<usize, TfheError> {
+    let mut ran = 0;
+    for r in plan.train.refresh.iter().filter(|r| r.due(steps_done)) {
+        refresh(keys, plan, model, r, fft, stats)?;
+        ran += 1;
+    }
+    Ok(ran)
+}
+
+fn refresh(
+    keys: &ServerKeys,
+    plan: &Plan,
+    model: &mut EncModel,
+    r: &Refresh,
+    fft: FftView<'_>,
+    stats: &Stats,
+) -> Result<(), TfheError> {
+    let p = keys.params();
+    let t = plan.tensors.get(r.tensor.index()).ok_or_else(|| bad_ct("refresh of a tensor the plan lacks"))?;
+    let Layout::DataPoly { per_poly, .. } = t.layout else {
+        return Err(bad_ct(format!("refresh of `{}`, which is not stored as polynomials", t.name)));
+    };
+    let Some(EncTensor::Poly(glwes)) = model.tensors.get_mut(r.tensor.index()) else {
+        return Err(bad_ct(format!("model tensor `{}` is not polynomial", t.name)));
+    };
+    // Coefficients in use per polynomial: rows × the columns it holds (contiguous from 0).
+    let counts: Vec<usize> =
+        (0..glwes.len()).map(|k| t.rows * t.cols.saturating_sub(k * per_poly).min(per_poly)).collect();
+    let coeffs: Vec<Lwe> = glwes.iter().zip(&counts).flat_map(|(g, &n)| ops::extract(p, g, n)).collect();
+    let threads = rayon::current_num_threads().max(1);
+    let chunk = coeffs.len().div_ceil(threads).max(1);
+    let bits: Vec<Lwe> = coeffs
+        .par_chunks(chunk)
+        .map(|c| read_bits(keys, r, c, fft, stats))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    let t0 = Instant::now();
+    let mut start = 0;
+    for (g, &n) in glwes.iter_mut().zip(&counts) {
+        pack_batched(&keys.pksk, &bits[start..start + n], g);
+        start += n;
+    }
+    stats.record(Work::Pack, t0);
+    Ok(())
+}
+
+/// The rounded values of `coeffs` (data key) as sums of their bits (bootstrap key).
+fn read_bits(
+    keys: &ServerKeys,
+    r: &Refresh,
+    coeffs: &[Lwe],
+    fft: FftView<'_>,
+    stats: &Stats,
+) -> Result<Vec<Lwe>, TfheError> {
+    let p = keys.params();
+    let ksk_data = keys.ksk_from(KeyKind::Data).ok_or_else(|| bad_ct("no keyswitch key from the data key"))?;
+    let ksk_pbs = keys.ksk_from(KeyKind::Pbs).ok_or_else(|| bad_ct("no keyswitch key from the PBS key"))?;
+    let mut scratch = Scratch::new();
+    let mut sums: Vec<Lwe> =
+        coeffs.iter().map(|_| LweCiphertext::new(0u64, p.big_lwe_dim().to_lwe_size(), p.modulus)).collect();
+    for digit in 0..r.digits() {
+        let bit = r.lsb + digit;
+        let sign = digit + 1 == r.digits();
+        let scale = 1u64 << (63 - bit);
+        let scaled = |cts: &[Lwe], negate: bool| -> Vec<Lwe> {
+            cts.iter()
+                .map(|c| {
+                    let mut s = c.clone();
+                    if negate {
+                        lwe_ciphertext_opposite_assign(&mut s);
+                    }
+                    lwe_ciphertext_cleartext_mul_assign(&mut s, Cleartext(scale));
+                    s
+                })
+                .collect()
+        };
+        let t0 = Instant::now();
+        let mut small = keyswitch_batched(ksk_data, &scaled(coeffs, false));
+        let read = keyswitch_batched(ksk_pbs, &scaled(&sums, true));
+        for (s, o) in small.iter_mut().zip(&read) {
+            lwe_ciphertext_add_assign(s, o);
+            lwe_ciphertext_plaintext_add_assign(s, Plaintext(1u64 << 62));
+        }
+        stats.record(Work::Keyswitch, t0);
+        let c = 1u64 << (bit - 1);
+        let acc = allocate_and_trivially_encrypt_new_glwe_ciphertext(
+            p.glwe_size(),
+            &PlaintextList::from_container(vec![c; p.n()]),
+            p.modulus,
+        );
+        let t0 = Instant::now();
+        let outs = ops::batch_pbs(p, &keys.bsk, &acc, &small, fft, &mut scratch);
+        stats.record_pbs(outs.len(), t0);
+        for (sum, mut o) in sums.iter_mut().zip(outs) {
+            // Bit · 2^bit = c − output; the sign contributes −2^top = output − c.
+            if !sign {
+                lwe_ciphertext_opposite_assign(&mut o);
+            }
+            lwe_ciphertext_plaintext_add_assign(&mut o, Plaintext(if sign { c.wrapping_neg() } else { c }));
+            lwe_ciphertext_add_assign(sum, &o);
+        }
+    }
+    Ok(sums)
+}
