@@ -88,6 +88,13 @@ pub struct NodeRow {
     pub pbs_depth: u32,
     /// 1-based source line of the spec construct this node comes from.
     pub line: Option<usize>,
+    /// `log2 σ` (u64 torus units) of the value's noise at the first step (an update:
+    /// after it), under the chosen key; `None` where the model does not reach.
+    pub noise_log2_std: Option<f64>,
+    /// Bits between σ and half of what the value's next reader resolves: a bootstrap's
+    /// cell (after its keyswitch and modulus switch) for a lookup input, else the
+    /// format's LSB (what decryption reads). Negative: the low bits are noise.
+    pub margin_bits: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -172,6 +179,20 @@ pub fn build_with(plan: &Plan, source: Option<&str>, opts: &ReportOptions) -> Re
     let line =
         |start: usize| source.map(|s| 1 + s.as_bytes()[..start.min(s.len())].iter().filter(|&&b| b == b'\n').count());
     let depths = &c.reg_depth;
+    let key = choose_key(plan);
+    let np = crate::noise::choose::chosen_params(&key);
+    let noise = analyze(plan, &np, &AnalyzeOptions::new(plan.train.p_fail));
+    let q = f64::from(np.modulus_log2);
+    let reg_noise = |r: crate::plan::RegId| -> (Option<f64>, Option<f64>) {
+        let sigma = noise.regs.get(r.index()).and_then(|n| n.log2_std);
+        let margin = match noise.luts.iter().find(|l| l.input == r) {
+            Some(l) => Some(l.margin_bits),
+            None => sigma.map(|s| f64::from(plan.regs[r.index()].fmt.lsb) - 1.0 - s),
+        };
+        (sigma, margin)
+    };
+    // A reset accumulator has no noise: no σ to show.
+    let after_step = |t: usize| noise.tensors.get(t).map(|n| 0.5 * n.var.at(1.0).log2() + q).filter(|v| v.is_finite());
     let mut nodes = Vec::new();
     for (i, (inst, ic)) in plan.sample.iter().zip(&c.sample).enumerate() {
         let out = inst.out().map(|r| &plan.regs[r.index()]);
@@ -179,6 +200,7 @@ pub fn build_with(plan: &Plan, source: Option<&str>, opts: &ReportOptions) -> Re
             Some(r) => (r.name.clone(), vec![r.len], Some(fmt_row(&r.fmt)), Some(r.span)),
             None => (accumulated_name(plan, inst), tensor_shape(plan, inst), None, None),
         };
+        let (noise_log2_std, margin_bits) = inst.out().map_or((None, None), reg_noise);
         nodes.push(NodeRow {
             id: format!("s{i}"),
             phase: if i < plan.forward_len { "forward" } else { "backward" },
@@ -191,6 +213,8 @@ pub fn build_with(plan: &Plan, source: Option<&str>, opts: &ReportOptions) -> Re
             external_products: ic.external_products,
             pbs_depth: inst.out().map_or_else(|| max_read_depth(inst, depths), |r| depths[r.index()]),
             line: span.filter(|s| s.end > 0).and_then(|s| line(s.start)),
+            noise_log2_std,
+            margin_bits,
         });
     }
     for (i, (inst, ic)) in plan.step.iter().zip(&c.step).enumerate() {
@@ -208,11 +232,11 @@ pub fn build_with(plan: &Plan, source: Option<&str>, opts: &ReportOptions) -> Re
             external_products: 0,
             pbs_depth: u32::from(ic.pbs > 0),
             line: None,
+            // The tensor after one step: fresh encryption plus one step's growth.
+            noise_log2_std: after_step(dst),
+            margin_bits: after_step(dst).map(|v| f64::from(t.fmt.lsb) - 1.0 - v),
         });
     }
-    let key = choose_key(plan);
-    let np = crate::noise::choose::chosen_params(&key);
-    let noise = analyze(plan, &np, &AnalyzeOptions::new(plan.train.p_fail));
     let luts = plan
         .luts
         .iter()

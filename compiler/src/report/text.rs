@@ -18,7 +18,8 @@ pub fn render_text(r: &Report) -> String {
         );
     }
     let _ = writeln!(s);
-    let header = ["node", "phase", "name", "op", "shape", "format", "range", "lowering", "PBS", "depth", "line"];
+    let header =
+        ["node", "phase", "name", "op", "shape", "format", "range", "σ", "margin", "lowering", "PBS", "depth", "line"];
     let rows: Vec<Vec<String>> = r
         .nodes
         .iter()
@@ -31,6 +32,8 @@ pub fn render_text(r: &Report) -> String {
                 shape(&n.shape),
                 n.format.as_ref().map_or("-".into(), format),
                 n.format.as_ref().map_or("-".into(), range),
+                n.noise_log2_std.map_or("-".into(), |v| format!("2^{v:.1}")),
+                n.margin_bits.map_or("-".into(), |v| format!("{v:+.1}")),
                 n.lowering.to_string(),
                 n.pbs.to_string(),
                 n.pbs_depth.to_string(),
@@ -38,7 +41,12 @@ pub fn render_text(r: &Report) -> String {
             ]
         })
         .collect();
-    table(&mut s, &header, &rows, &[8, 9, 10]);
+    table(&mut s, &header, &rows, &[7, 8, 10, 11, 12]);
+    let _ = writeln!(
+        s,
+        "  σ: noise at the first step (an update: after it); margin: bits from σ to half a cell of the bootstrap that\n  \
+         reads the value (after its keyswitch and modulus switch) or to half its format's LSB (negative: low bits are noise)"
+    );
     let _ = writeln!(s);
     let _ = writeln!(s, "totals");
     let totals = [
