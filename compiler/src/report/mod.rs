@@ -128,6 +128,10 @@ pub struct LutRow {
     pub p_one_cell_off: f64,
     /// Probability that it lands two or more cells off (a failure).
     pub p_far: f64,
+    /// P(further) at a cell's edge with these cells and with cells half as wide: the
+    /// precision choice keeps the first within the budget per bootstrap.
+    pub p_far_worst: f64,
+    pub p_far_worst_finer: f64,
     /// `log2` of the largest |output| (u64 torus units) in the first epoch and, for
     /// tables that carry the learning rate, in the last one (the schedule shrinks the
     /// output, not the bootstrap's noise).
@@ -257,6 +261,12 @@ pub fn build_with(plan: &Plan, source: Option<&str>, opts: &ReportOptions) -> Re
             margin_bits: n.map_or(f64::NAN, |n| n.margin_bits),
             p_one_cell_off: n.map_or(f64::NAN, |n| n.errors.one_off),
             p_far: n.map_or(f64::NAN, |n| n.errors.far),
+            p_far_worst: n.map_or(f64::NAN, |n| n.errors.far_worst),
+            // σ/w doubles when the cell halves.
+            p_far_worst_finer: n.map_or(f64::NAN, |n| {
+                let sigma_over_w = (n.log2_std - n.log2_half_cell - 1.0).exp2();
+                crate::noise::tail::cell_errors(2.0 * sigma_over_w).far_worst
+            }),
             out_log2_max: out_log2_max(l, 0),
             out_log2_max_last: out_log2_max(l, if l.lr_scaled { plan.train.max_lr_shift() } else { 0 }),
             out_log2_std: key.candidates.iter().map(|c| (c.bsk.clone(), c.out_log2_std)).collect(),

@@ -140,6 +140,19 @@ pub fn render_text(r: &Report) -> String {
     }
     {
         let f = &r.failure;
+        for l in &r.luts {
+            let _ = writeln!(
+                s,
+                "  precision: `{}` has {} cells per half torus: P(further) at a cell's edge {:.1e} ({} the {:.1e} per bootstrap \
+                 below); twice as many cells: {:.1e}",
+                l.name,
+                l.cells,
+                l.p_far_worst,
+                if l.p_far_worst <= f.per_pbs { "within" } else { "over" },
+                f.per_pbs,
+                l.p_far_worst_finer
+            );
+        }
         let _ = writeln!(s);
         let _ = writeln!(
             s,
