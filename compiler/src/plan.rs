@@ -182,6 +182,15 @@ impl Format {
         (q as u64).wrapping_shl(self.lsb.max(0) as u32)
     }
     /// Integer value on the `lsb` grid (rounded), for products.
+    /// The bits a multi-digit bootstrap reads: from the grid (`lsb`, at least 1) to
+    /// `top`, where the range `[−2^top, 2^top)` covers the format's (at most 62).
+    pub fn bit_span(&self) -> (u32, u32) {
+        let lsb = self.lsb.clamp(1, 61) as u32;
+        let m = self.range.0.abs().max(self.range.1.abs()).max(f64::MIN_POSITIVE);
+        let top = ((f64::from(self.scale) + m.log2().floor() + 1.0) as u32).clamp(lsb + 1, 62);
+        (lsb, top)
+    }
+
     pub fn int_value(&self, t: u64) -> i64 {
         if self.lsb <= 0 {
             return t as i64;
@@ -357,8 +366,9 @@ pub enum StepInst {
     SubAssign { dst: TensorId, src: TensorId },
     /// `dst += src` (levelled).
     AddAssign { dst: TensorId, src: TensorId },
-    /// `dst = round(factor · src)` on `src`'s grid: a rescale of every coefficient
-    /// (not levelled for a fractional factor; `digits` PBS per coefficient).
+    /// `dst = factor · src` on `src`'s grid as [`rescale_bits`] computes it: a
+    /// multi-digit bootstrap of every coefficient (not levelled for a fractional
+    /// factor; `digits` = [`rescale_pbs`] PBS per coefficient).
     Rescale { dst: TensorId, src: TensorId, factor: f64, digits: u32 },
     /// `dst = 0`.
     Zero { dst: TensorId },
@@ -500,10 +510,47 @@ impl Refresh {
     /// The refreshed value of a noise-free coefficient: rounded to the grid (half up),
     /// then sign-extended from bit `top` (what the digit reads produce).
     pub fn apply(&self, t: u64) -> u64 {
-        let half = 1u64 << (self.lsb - 1);
-        let rounded = t.wrapping_add(half) & !((1u64 << self.lsb) - 1);
-        let s = 63 - self.top;
-        (((rounded << s) as i64) >> s) as u64
+        rescale_bits(self.lsb, self.top, 1.0, t)
+    }
+}
+
+/// A multi-digit bootstrap's rescale of a torus value by `factor`, exactly as the
+/// encrypted backend computes it: the value rounded to the `2^lsb` grid and read as a
+/// two's-complement number of bits `lsb..=top` (sign at `top`), each bit weighted by
+/// `factor · 2^bit` rounded to the grid, summed. With `factor = 1` this is the rounding
+/// itself (a refresh); otherwise the per-bit roundings make it differ from
+/// `round(factor · value)` by at most half a grid step per bit.
+pub fn rescale_bits(lsb: u32, top: u32, factor: f64, t: u64) -> u64 {
+    let half = 1u64 << (lsb - 1);
+    let rounded = t.wrapping_add(half) & !((1u64 << lsb) - 1);
+    let s = 63 - top;
+    let n = (((rounded << s) as i64) >> s) >> lsb;
+    if factor == 1.0 {
+        return (n as u64) << lsb;
+    }
+    let bits = top - lsb;
+    let w = |i: u32| (factor * f64::from(i).exp2()).round() as i64;
+    let mut acc = 0i64;
+    for i in 0..bits {
+        if (n >> i) & 1 == 1 {
+            acc = acc.wrapping_add(w(i));
+        }
+    }
+    if n < 0 {
+        acc = acc.wrapping_sub(w(bits));
+    }
+    (acc as u64).wrapping_shl(lsb)
+}
+
+/// Bootstraps per coefficient of a rescale by `factor` over bits `lsb..=top`: one per
+/// bit and the sign for the rounding itself (`factor = 1`); otherwise each bit but the
+/// sign also needs its plain value to step the residual, a second bootstrap.
+pub fn rescale_pbs(lsb: u32, top: u32, factor: f64) -> u32 {
+    let bits = top - lsb;
+    if factor == 1.0 {
+        bits + 1
+    } else {
+        2 * bits + 1
     }
 }
 

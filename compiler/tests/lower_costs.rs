@@ -79,7 +79,11 @@ fn nesterov_rescales_per_step() {
     let c = costs(&p);
     assert_eq!(c.pbs_per_sample, 5);
     let w = &p.tensors[0];
-    let digits = w.fmt.bits().div_ceil(4) as u64;
+    // One bootstrap per bit for the bit's value and one for its weight μ·2^bit, the
+    // sign only weighted (`plan::rescale_pbs`): 2 × 20 + 1 for this format.
+    let (lsb, top) = w.fmt.bit_span();
+    let digits = u64::from(2 * (top - lsb) + 1);
+    assert_eq!(digits, 41);
     // Two rescales by μ of every coefficient of W|b.
     assert_eq!(c.step_pbs, 2 * digits * (5 * 65) as u64);
     assert_eq!(c.pbs_per_step, 8 * 5 + c.step_pbs);

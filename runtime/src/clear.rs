@@ -10,7 +10,7 @@
 use crate::rng::SplitMix;
 use crate::simulate::{poly_norms, Injector};
 use blindtuner_compiler::plan::torus_shift;
-use blindtuner_compiler::plan::{Format, Inst, Layout, Plan, RegId, StepInst, TensorRole};
+use blindtuner_compiler::plan::{rescale_bits, Inst, Layout, Plan, RegId, StepInst, TensorRole};
 use blindtuner_compiler::spec::Init;
 use std::collections::BTreeMap;
 
@@ -414,11 +414,13 @@ impl<'p> Machine<'p> {
         match *inst {
             StepInst::SubAssign { dst, src } => self.assign(dst.index(), src.index(), u64::wrapping_sub),
             StepInst::AddAssign { dst, src } => self.assign(dst.index(), src.index(), u64::wrapping_add),
-            StepInst::Rescale { dst, src, factor, digits } => {
-                let fmt = self.plan.tensors[src.index()].fmt;
-                let mut res: Vec<u64> = self.tensors[src.index()].iter().map(|&t| rescale(fmt, t, factor)).collect();
+            StepInst::Rescale { dst, src, factor, .. } => {
+                let (lsb, top) = self.plan.tensors[src.index()].fmt.bit_span();
+                let mut res: Vec<u64> =
+                    self.tensors[src.index()].iter().map(|&t| rescale_bits(lsb, top, factor, t)).collect();
                 if let Some(n) = &mut self.noise {
-                    let var = n.op.rescale(digits);
+                    // One weighted bootstrap output per bit and the sign enter the value.
+                    let var = n.op.refresh(top - lsb + 1, res.len());
                     n.add(&mut res, var);
                 }
                 self.tensors[dst.index()] = res;
@@ -472,11 +474,4 @@ fn outer_acc(g: &mut [u64], cols: usize, e: &[u64], v: &[i64]) {
             *gj = gj.wrapping_add(er.wrapping_mul(vj as u64));
         }
     }
-}
-
-/// `round(factor · t)` on the grid of `fmt` (what a rescale PBS computes, noise-free).
-pub fn rescale(fmt: Format, t: u64, factor: f64) -> u64 {
-    let v = fmt.int_value(t);
-    let r = (v as f64 * factor).round() as i64;
-    (r as u64).wrapping_shl(fmt.lsb.max(0) as u32)
 }

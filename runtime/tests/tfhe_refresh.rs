@@ -184,3 +184,111 @@ fn the_driver_refreshes_on_schedule_and_resumes_bit_identical() {
     }
     assert!(bytes(&TrainState { model, ..fresh() }) == bytes(&full), "the hand loop is the driver's");
 }
+
+/// A rescale by a fraction (`StepInst::Rescale`, what a momentum needs) runs the same
+/// bit reads with each bit's weight in its table: on real keys the result decrypts to
+/// `plan::rescale_bits` of the input, up to the bootstraps' own noise.
+#[test]
+fn a_rescale_by_a_fraction_weights_every_bit() {
+    use blindtuner_compiler::plan::{rescale_bits, rescale_pbs, StepInst};
+    let mut plan = plan();
+    plan.train.refresh.clear();
+    let (ck, sk) = keys();
+    let w = plan.tensors.iter().position(|t| t.role == TensorRole::Param).expect("a param tensor");
+    let id = blindtuner_compiler::plan::TensorId(w as u32);
+    let (lsb, top) = plan.tensors[w].fmt.bit_span();
+    let factor = 0.8125;
+    plan.step = vec![StepInst::Rescale { dst: id, src: id, factor, digits: rescale_pbs(lsb, top, factor) }];
+    let grid = 1i64 << lsb;
+    let mut rng = Rng(17);
+    let mut values: Vec<Vec<u64>> = plan.tensors.iter().map(|t| vec![0u64; t.rows * t.cols]).collect();
+    for v in values[w].iter_mut() {
+        let n = rng.int(-(1 << (top - lsb - 1)), (1 << (top - lsb - 1)) - 1);
+        *v = (n * grid + rng.int(-40, 40) * grid / 100) as u64;
+    }
+    let expect: Vec<u64> = values[w].iter().map(|&v| rescale_bits(lsb, top, factor, v)).collect();
+    // Per-bit rounding: within half a grid step per bit of round(factor · value).
+    for (&v, &e) in values[w].iter().zip(&expect) {
+        let exact = ((v as i64 as f64 / grid as f64).round() * factor * grid as f64) as i64;
+        assert!((e as i64 - exact).unsigned_abs() <= u64::from(top - lsb + 1) * (grid as u64 / 2));
+    }
+    let mut model = ck.encrypt_model(&plan, &values, &mut CryptoRng::from_os()).expect("encrypts");
+    let server = Server::new(sk, &plan).expect("rescale runs on tfhe");
+    let before = server.stats().pbs;
+    server.step(&mut model).expect("rescales");
+    let coeffs = (plan.tensors[w].rows * plan.tensors[w].cols) as u64;
+    assert_eq!(server.stats().pbs - before, coeffs * u64::from(rescale_pbs(lsb, top, factor)));
+    let dec = ck.decrypt_iterate(&plan, &model).expect("decrypts");
+    let worst = dec[w].iter().zip(&expect).map(|(a, b)| torus_diff(*a, *b).unsigned_abs()).max().unwrap_or(0);
+    assert!(worst < (1u64 << (lsb - 4)), "worst distance 2^{:.1}", (worst as f64).log2());
+    let mut m = Machine::with_tensors(&plan, values);
+    m.run_step();
+    assert_eq!(m.tensors[w], expect, "the clear backend computes the same");
+}
+
+/// `nesterov` trains encrypted: its two momentum rescales per step are multi-digit
+/// bootstraps (`plan::rescale_pbs` per coefficient, counted at the bootstraps), and in
+/// lock-step the decrypted weights follow the clear backend within the levelled noise.
+#[test]
+fn a_nesterov_head_trains_encrypted() {
+    use blindtuner_compiler::lower::cost::costs;
+    use blindtuner_compiler::plan::StepInst;
+    use blindtuner_runtime::clear::{self, Counters};
+    use blindtuner_runtime::order;
+    use blindtuner_runtime::tfhe::lockstep::LockStep;
+    const NESTEROV: &str = "
+model mom {
+  dim d = 2
+  dim k = 2
+  input  x : fixed[d] in [-4, 4]
+  label  y : onehot[k]
+  param  W : fixed[k, d] = zeros
+  param  b : fixed[k]    = zeros
+  z    = W @ x + b
+  loss = sigmoid_cross_entropy(z, y)
+}
+train mom {
+  optimizer = nesterov(lr = 0.25, momentum = 0.5)
+  batch     = 2
+  epochs    = 1
+}
+";
+    let (spec, diags) = blindtuner_compiler::check::check_source(NESTEROV, &BTreeMap::new());
+    let spec = spec.unwrap_or_else(|| panic!("spec does not check: {diags:?}"));
+    let plan = pipeline::run(spec, None).expect("lowers").plan.expect("plan");
+    assert_eq!(plan.step.iter().filter(|s| matches!(s, StepInst::Rescale { .. })).count(), 2);
+    let (ck, sk) = keys();
+    let server = Server::new(sk, &plan).expect("nesterov runs on tfhe");
+    let info = server.info().clone();
+    let mut counters = Counters::new(&plan);
+    let mut crng = CryptoRng::from_seed(9);
+    let qs: Vec<_> = [([2.5, -1.0], 1), ([-2.0, 0.5], 0), ([3.0, 1.5], 1), ([-1.5, -2.5], 0)]
+        .iter()
+        .map(|(x, y)| clear::quantize(&plan, &[&x[..]], &[*y], &mut counters))
+        .collect();
+    let enc: Vec<_> =
+        qs.iter().map(|q| ck.encrypt_sample(&plan, &info, &q.xq, &q.labels, &mut crng).expect("encrypts")).collect();
+    let init = clear::init_tensors(&plan);
+    let mut model = blindtuner_runtime::tfhe::driver::trivial_model(&plan, sk.params(), &init).expect("model");
+    let mut ls = LockStep::new(&plan, init);
+    let ord = order::epoch_order(plan.train.seed, 0, qs.len());
+    let before = server.stats().pbs;
+    let w = plan.tensors.iter().position(|t| t.role == TensorRole::Param).expect("W");
+    let scale = plan.tensors[w].fmt.scale;
+    for range in order::batches(qs.len(), plan.train.batch) {
+        let bq: Vec<_> = ord[range.clone()].iter().map(|&i| qs[i].clone()).collect();
+        let be: Vec<_> = ord[range].iter().map(|&i| enc[i].clone()).collect();
+        let traces = server.train_batch(&mut model, &be).expect("step");
+        let c = ls.step(ck, &bq, &traces, &model).expect("lock-step");
+        // The momentum carries the levelled noise (its bits below the noise are read as
+        // they decrypt): far below the weights' updates (≥ 2^-4 here).
+        assert!((c.max_abs as f64) < 2f64.powi(scale - 8), "step {}: 2^{:.1}", ls.steps, (c.max_abs as f64).log2());
+    }
+    let c = costs(&plan);
+    assert_eq!(server.stats().pbs - before, c.pbs_per_sample * 4 + c.step_pbs * 2);
+    assert!(c.step_pbs > 0);
+    // The head trained.
+    let dec = ck.decrypt_iterate(&plan, &model).expect("decrypts");
+    let moved = dec[w].iter().map(|&v| (v as i64).unsigned_abs()).max().unwrap_or(0);
+    assert!(moved as f64 > 2f64.powi(scale - 4), "the weights barely moved");
+}

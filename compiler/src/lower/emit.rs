@@ -209,7 +209,8 @@ pub fn emit(
             Some(mu) => {
                 // State holds lr·b in weight units: b' = μ b + g, W -= g + μ b'.
                 let base = tensors[p.index()].clone();
-                let digits = base.fmt.bits().div_ceil(opts.digit_bits);
+                let (lsb, top) = base.fmt.bit_span();
+                let digits = rescale_pbs(lsb, top, mu);
                 let s = TensorId(tensors.len() as u32);
                 tensors.push(PlanTensor {
                     name: format!("{}.momentum", base.name),

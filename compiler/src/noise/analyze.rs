@@ -337,10 +337,13 @@ impl<'a> Cx<'a> {
         for s in &self.plan.step {
             match *s {
                 StepInst::SubAssign { dst, src } | StepInst::AddAssign { dst, src } => v[dst.index()] += v[src.index()],
-                // A rescale is a multi-digit bootstrap: fresh output plus the scaled
-                // rounding of the input (first order).
-                StepInst::Rescale { dst, src, factor, digits } => {
-                    v[dst.index()] = factor * factor * v[src.index()] + self.op.rescale(digits);
+                // A rescale is a multi-digit bootstrap: the rounding drops the input's
+                // noise when it is under half a grid step (else it is carried, scaled:
+                // first order), and one weighted output per bit and the sign enters.
+                StepInst::Rescale { dst, src, factor, .. } => {
+                    let t = &self.plan.tensors[src.index()];
+                    let (lsb, top) = t.fmt.bit_span();
+                    v[dst.index()] = factor * factor * v[src.index()] + self.op.refresh(top - lsb + 1, t.rows * t.cols);
                 }
                 StepInst::Zero { dst } => v[dst.index()] = 0.0,
             }

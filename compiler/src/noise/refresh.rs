@@ -97,9 +97,7 @@ pub fn budgets(plan: &Plan, p: &NoiseParams, opts: &AnalyzeOptions) -> Vec<Tenso
         .filter(|((_, t), n)| t.role == TensorRole::Param && n.var.per_step > 0.0)
         .map(|((i, t), n)| {
             let q = f64::from(p.modulus_log2);
-            let lsb = t.fmt.lsb.clamp(1, 61) as u32;
-            let m = t.fmt.range.0.abs().max(t.fmt.range.1.abs()).max(f64::MIN_POSITIVE);
-            let top = ((f64::from(t.fmt.scale) + m.log2().floor() + 1.0) as u32).clamp(lsb + 1, 62);
+            let (lsb, top) = t.fmt.bit_span();
             let coeffs = (t.rows * t.cols) as u64;
             let digits = top - lsb + 1;
             // Half an LSB as a fraction of the torus.

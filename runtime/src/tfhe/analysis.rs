@@ -283,10 +283,23 @@ fn check_step(plan: &Plan, s: &StepInst) -> Result<(), TfheError> {
             Ok(())
         }
         StepInst::Zero { dst } => get(dst).map(|_| ()),
-        StepInst::Rescale { dst, .. } => Err(TfheError::Unsupported {
-            what: format!("step instruction Rescale of `{}`", get(dst)?.name),
-            why: "fractional rescales of a tensor (multi-digit bootstrap) are not implemented yet".into(),
-        }),
+        // A multi-digit bootstrap between tensors of one polynomial layout (`tfhe::refresh`).
+        StepInst::Rescale { dst, src, .. } => {
+            let (d, s) = (get(dst)?, get(src)?);
+            if d.rows != s.rows || d.cols != s.cols || d.layout != s.layout {
+                return Err(invalid(format!(
+                    "step: rescale between `{}` and `{}` of different shapes",
+                    s.name, d.name
+                )));
+            }
+            if !matches!(s.layout, Layout::DataPoly { .. }) {
+                return Err(TfheError::Unsupported {
+                    what: format!("rescale of `{}`", s.name),
+                    why: "only tensors stored as polynomials are rescaled".into(),
+                });
+            }
+            Ok(())
+        }
     }
 }
 

@@ -344,11 +344,18 @@ impl<'a> Server<'a> {
                     EncTensor::Poly(d) => d.iter_mut().for_each(|g| g.as_mut().fill(0)),
                     EncTensor::Lwe(d) => d.cts.iter_mut().for_each(|c| c.as_mut().fill(0)),
                 },
-                StepInst::Rescale { .. } => {
-                    return Err(TfheError::Unsupported {
-                        what: "step instruction Rescale".into(),
-                        why: "fractional rescales of a tensor are not implemented yet".into(),
-                    })
+                StepInst::Rescale { dst, src, factor, .. } => {
+                    let span = self.plan.tensors[src.index()].fmt.bit_span();
+                    super::refresh::rescale(
+                        self.keys,
+                        self.plan,
+                        model,
+                        (src, dst),
+                        span,
+                        factor,
+                        self.fft.as_view(),
+                        &self.stats,
+                    )?;
                 }
             }
         }

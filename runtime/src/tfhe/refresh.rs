@@ -26,7 +26,7 @@ use super::keyswitch::keyswitch_batched;
 use super::ops::{self, Scratch};
 use super::pack::pack_batched;
 use super::stats::{Stats, Work};
-use blindtuner_compiler::plan::{Layout, Plan, Refresh};
+use blindtuner_compiler::plan::{Layout, Plan, Refresh, TensorId};
 use rayon::prelude::*;
 use std::time::Instant;
 use tfhe::core_crypto::prelude::*;
@@ -56,12 +56,30 @@ fn refresh(
     fft: FftView<'_>,
     stats: &Stats,
 ) -> Result<(), TfheError> {
+    rescale(keys, plan, model, (r.tensor, r.tensor), (r.lsb, r.top), 1.0, fft, stats)
+}
+
+/// `dst = factor · src` as `plan::rescale_bits` computes it (a `Rescale` step, e.g. a
+/// momentum): the same bit reads as a refresh, each bit also bootstrapped with a
+/// table holding its weight `factor · 2^bit` (the weight goes into the table, not
+/// into a multiplication of the output, so the bootstrap noise is not scaled by it).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn rescale(
+    keys: &ServerKeys,
+    plan: &Plan,
+    model: &mut EncModel,
+    (src, dst): (TensorId, TensorId),
+    (lsb, top): (u32, u32),
+    factor: f64,
+    fft: FftView<'_>,
+    stats: &Stats,
+) -> Result<(), TfheError> {
     let p = keys.params();
-    let t = plan.tensors.get(r.tensor.index()).ok_or_else(|| bad_ct("refresh of a tensor the plan lacks"))?;
+    let t = plan.tensors.get(src.index()).ok_or_else(|| bad_ct("rescale of a tensor the plan lacks"))?;
     let Layout::DataPoly { per_poly, .. } = t.layout else {
-        return Err(bad_ct(format!("refresh of `{}`, which is not stored as polynomials", t.name)));
+        return Err(bad_ct(format!("rescale of `{}`, which is not stored as polynomials", t.name)));
     };
-    let Some(EncTensor::Poly(glwes)) = model.tensors.get_mut(r.tensor.index()) else {
+    let Some(EncTensor::Poly(glwes)) = model.tensors.get(src.index()) else {
         return Err(bad_ct(format!("model tensor `{}` is not polynomial", t.name)));
     };
     // Coefficients in use per polynomial: rows × the columns it holds (contiguous from 0).
@@ -70,27 +88,35 @@ fn refresh(
     let coeffs: Vec<Lwe> = glwes.iter().zip(&counts).flat_map(|(g, &n)| ops::extract(p, g, n)).collect();
     let threads = rayon::current_num_threads().max(1);
     let chunk = coeffs.len().div_ceil(threads).max(1);
-    let bits: Vec<Lwe> = coeffs
+    let out: Vec<Lwe> = coeffs
         .par_chunks(chunk)
-        .map(|c| read_bits(keys, r, c, fft, stats))
+        .map(|c| read_bits(keys, (lsb, top), factor, c, fft, stats))
         .collect::<Result<Vec<_>, _>>()?
         .into_iter()
         .flatten()
         .collect();
+    let Some(EncTensor::Poly(dst)) = model.tensors.get_mut(dst.index()) else {
+        return Err(bad_ct("rescale into a tensor that is not polynomial"));
+    };
+    if dst.len() != counts.len() {
+        return Err(bad_ct("rescale between tensors of different layouts"));
+    }
     let t0 = Instant::now();
     let mut start = 0;
-    for (g, &n) in glwes.iter_mut().zip(&counts) {
-        pack_batched(&keys.pksk, &bits[start..start + n], g);
+    for (g, &n) in dst.iter_mut().zip(&counts) {
+        pack_batched(&keys.pksk, &out[start..start + n], g);
         start += n;
     }
     stats.record(Work::Pack, t0);
     Ok(())
 }
 
-/// The rounded values of `coeffs` (data key) as sums of their bits (bootstrap key).
+/// `factor ·` the rounded values of `coeffs` (data key), as sums of weighted bits
+/// (bootstrap key).
 fn read_bits(
     keys: &ServerKeys,
-    r: &Refresh,
+    (lsb, top): (u32, u32),
+    factor: f64,
     coeffs: &[Lwe],
     fft: FftView<'_>,
     stats: &Stats,
@@ -99,11 +125,37 @@ fn read_bits(
     let ksk_data = keys.ksk_from(KeyKind::Data).ok_or_else(|| bad_ct("no keyswitch key from the data key"))?;
     let ksk_pbs = keys.ksk_from(KeyKind::Pbs).ok_or_else(|| bad_ct("no keyswitch key from the PBS key"))?;
     let mut scratch = Scratch::new();
-    let mut sums: Vec<Lwe> =
-        coeffs.iter().map(|_| LweCiphertext::new(0u64, p.big_lwe_dim().to_lwe_size(), p.modulus)).collect();
-    for digit in 0..r.digits() {
-        let bit = r.lsb + digit;
-        let sign = digit + 1 == r.digits();
+    let zero = || LweCiphertext::new(0u64, p.big_lwe_dim().to_lwe_size(), p.modulus);
+    // The bits read so far at their true weight (the residual is the input minus them),
+    // and the weighted sum (the same for factor 1).
+    let mut sums: Vec<Lwe> = coeffs.iter().map(|_| zero()).collect();
+    let mut weighted: Vec<Lwe> = coeffs.iter().map(|_| zero()).collect();
+    let plain = factor == 1.0;
+    let bits = top - lsb;
+    let table = |c: u64| {
+        allocate_and_trivially_encrypt_new_glwe_ciphertext(
+            p.glwe_size(),
+            &PlaintextList::from_container(vec![c; p.n()]),
+            p.modulus,
+        )
+    };
+    // Bootstrap `small` with the constant table `c` and add the bit's contribution
+    // (`c − output`, or `output − c` for the sign) to `into`.
+    let mut read = |small: &[Lwe], c: u64, sign: bool, into: &mut [Lwe]| {
+        let t0 = Instant::now();
+        let outs = ops::batch_pbs(p, &keys.bsk, &table(c), small, fft, &mut scratch);
+        stats.record_pbs(outs.len(), t0);
+        for (sum, mut o) in into.iter_mut().zip(outs) {
+            if !sign {
+                lwe_ciphertext_opposite_assign(&mut o);
+            }
+            lwe_ciphertext_plaintext_add_assign(&mut o, Plaintext(if sign { c.wrapping_neg() } else { c }));
+            lwe_ciphertext_add_assign(sum, &o);
+        }
+    };
+    for digit in 0..=bits {
+        let bit = lsb + digit;
+        let sign = digit == bits;
         let scale = 1u64 << (63 - bit);
         let scaled = |cts: &[Lwe], negate: bool| -> Vec<Lwe> {
             cts.iter()
@@ -119,29 +171,21 @@ fn read_bits(
         };
         let t0 = Instant::now();
         let mut small = keyswitch_batched(ksk_data, &scaled(coeffs, false));
-        let read = keyswitch_batched(ksk_pbs, &scaled(&sums, true));
-        for (s, o) in small.iter_mut().zip(&read) {
+        let done = keyswitch_batched(ksk_pbs, &scaled(&sums, true));
+        for (s, o) in small.iter_mut().zip(&done) {
             lwe_ciphertext_add_assign(s, o);
             lwe_ciphertext_plaintext_add_assign(s, Plaintext(1u64 << 62));
         }
         stats.record(Work::Keyswitch, t0);
-        let c = 1u64 << (bit - 1);
-        let acc = allocate_and_trivially_encrypt_new_glwe_ciphertext(
-            p.glwe_size(),
-            &PlaintextList::from_container(vec![c; p.n()]),
-            p.modulus,
-        );
-        let t0 = Instant::now();
-        let outs = ops::batch_pbs(p, &keys.bsk, &acc, &small, fft, &mut scratch);
-        stats.record_pbs(outs.len(), t0);
-        for (sum, mut o) in sums.iter_mut().zip(outs) {
-            // Bit · 2^bit = c − output; the sign contributes −2^top = output − c.
-            if !sign {
-                lwe_ciphertext_opposite_assign(&mut o);
-            }
-            lwe_ciphertext_plaintext_add_assign(&mut o, Plaintext(if sign { c.wrapping_neg() } else { c }));
-            lwe_ciphertext_add_assign(sum, &o);
+        if plain || !sign {
+            // The bit at its true weight: steps the residual (and is the result for a refresh).
+            read(&small, 1u64 << (bit - 1), sign, &mut sums);
+        }
+        if !plain {
+            // Weight factor·2^digit grid steps, halved: the table holds ±c, the bit adds 2c.
+            let w = (factor * f64::from(digit).exp2()).round() as i64;
+            read(&small, (w as u64).wrapping_shl(lsb - 1), sign, &mut weighted);
         }
     }
-    Ok(sums)
+    Ok(if plain { sums } else { weighted })
 }
