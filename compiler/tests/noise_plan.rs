@@ -40,7 +40,7 @@ fn within_2(what: &str, predicted: f64, measured_log2_std: f64) {
 
 fn report(p: &NoiseParams, steps: u64) -> NoiseReport {
     let (plan, p_fail) = bundled_plan();
-    let opts = AnalyzeOptions { p_fail, steps, feature_ms: vec![Some(probe_ms())] };
+    let opts = AnalyzeOptions { steps, feature_ms: vec![Some(probe_ms())], ..AnalyzeOptions::new(p_fail) };
     analyze(&plan, p, &opts)
 }
 
@@ -134,7 +134,7 @@ fn steps_to_budget_follow_the_growth() {
     let (plan, _) = bundled_plan();
     let p = NoiseParams::DEFAULT;
     let at = |bsk, p_fail| {
-        let opts = AnalyzeOptions { p_fail, steps: 0, feature_ms: vec![Some(probe_ms())] };
+        let opts = AnalyzeOptions { feature_ms: vec![Some(probe_ms())], ..AnalyzeOptions::new(p_fail) };
         let r = analyze(&plan, &p.with_bsk(bsk), &opts);
         (r.luts[0].steps_to_budget.expect("the logits grow"), r.luts[0].pbs_input.per_step)
     };

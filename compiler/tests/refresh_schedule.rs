@@ -84,3 +84,33 @@ fn the_bundled_head_is_not_refreshed_and_the_report_says_why() {
     // One step's σ is above half the LSB of the format the lowering chose.
     assert!(b.per_step_log2_std > f64::from(b.lsb) - 1.0);
 }
+
+#[test]
+fn large_features_shorten_the_budget() {
+    // The budget bounds every coefficient with its own feature: the same mean feature
+    // size with one feature carrying most of it breaks sooner, and the schedule follows.
+    let plan = corpus_with(str::to_string);
+    let np = blindtuner_compiler::noise::choose::chosen_params(&blindtuner_compiler::noise::choose_key(&plan));
+    let cols = plan.tensors[0].cols;
+    let even = vec![12.0; cols];
+    let mut skewed = vec![6.0; cols];
+    skewed[0] = 12.0 + 6.0 * (cols - 1) as f64;
+    let with = |each: &Vec<f64>| {
+        let opts = AnalyzeOptions {
+            feature_ms: vec![Some(12.0)],
+            feature_ms_each: vec![Some(each.clone())],
+            ..AnalyzeOptions::new(plan.train.p_fail)
+        };
+        budgets(&plan, &np, &opts).remove(0)
+    };
+    let (e, s) = (with(&even), with(&skewed));
+    assert!(s.steps_to_budget < e.steps_to_budget / 2.0, "{} vs {}", s.steps_to_budget, e.steps_to_budget);
+    assert!(s.median_break < e.median_break);
+    // The expected break is where the probability is one half.
+    for b in [&e, &s] {
+        assert!((b.p_exceed(b.median_break) - 0.5).abs() < 1e-6);
+        assert!(b.steps_at(0.25) < b.median_break && b.median_break < b.steps_at(0.75));
+    }
+    let every = |b: &blindtuner_compiler::noise::TensorBudget| b.every().expect("refreshed");
+    assert!(every(&s) < every(&e));
+}

@@ -24,7 +24,6 @@
 
 use blindtuner_compiler::noise::analyze::AnalyzeOptions;
 use blindtuner_compiler::noise::refresh::{budgets, place_with};
-use blindtuner_compiler::noise::tail::erfc;
 use blindtuner_compiler::plan::Plan;
 use blindtuner_runtime::clear::{self, Counters, QSample};
 use blindtuner_runtime::data::{load_csv, Expect};
@@ -90,51 +89,20 @@ fn run() -> Result<(), String> {
         .collect();
     let ms = ms_j.iter().sum::<f64>() / d_aug.max(1) as f64;
     let np = noise_params(&params);
-    // The compiler's schedule for this data (the plan's own assumes uniform features).
-    place_with(&mut plan, vec![Some(ms)]);
-    let opts = AnalyzeOptions { feature_ms: vec![Some(ms)], ..AnalyzeOptions::new(plan.train.p_fail) };
+    // The compiler's schedule for this data (the plan's own assumes uniform features):
+    // every coefficient bounded with its own feature's size.
+    place_with(&mut plan, vec![Some(ms_j.clone())]);
+    let opts = AnalyzeOptions {
+        feature_ms: vec![Some(ms)],
+        feature_ms_each: vec![Some(ms_j.clone())],
+        ..AnalyzeOptions::new(plan.train.p_fail)
+    };
     let b = budgets(&plan, &np, &opts);
     let b = b.first().ok_or("the plan has no parameter tensor that gains noise")?;
     let t = &plan.tensors[b.tensor.index()];
     let half = 2f64.powi(b.lsb as i32 - 1);
-    let q = 2f64.powi(np.modulus_log2 as i32);
-    let per_step = (2f64.powf(2.0 * b.per_step_log2_std)) / (q * q);
-    let fresh = (2f64.powf(2.0 * b.fresh_log2_std)) / (q * q);
-    // Coefficient (r, j) gains noise in proportion to feature j's mean square (the
-    // bootstrap noise of the error times x_j dominates); rows share it.
-    let p_break = |steps: f64| -> f64 {
-        let logs: f64 = ms_j
-            .iter()
-            .map(|&m| {
-                let var = (fresh + steps * per_step * m / ms) * q * q;
-                let p = erfc(half / (2.0 * var).sqrt()).min(1.0);
-                -(1.0 - p).max(1e-300).ln() * t.rows as f64
-            })
-            .sum();
-        1.0 - (-logs).exp()
-    };
-    let (mut lo, mut hi) = (0.0f64, 1e9f64);
-    for _ in 0..200 {
-        let mid = 0.5 * (lo + hi);
-        if p_break(mid) < 0.5 {
-            lo = mid
-        } else {
-            hi = mid
-        }
-    }
-    let predicted = 0.5 * (lo + hi);
-    let quartiles = [0.25, 0.75].map(|target| {
-        let (mut lo, mut hi) = (0.0f64, 1e9f64);
-        for _ in 0..200 {
-            let mid = 0.5 * (lo + hi);
-            if p_break(mid) < target {
-                lo = mid
-            } else {
-                hi = mid
-            }
-        }
-        0.5 * (lo + hi)
-    });
+    let predicted = b.median_break;
+    let quartiles = [0.25, 0.75].map(|p| b.steps_at(p));
     println!(
         "{} `{}`: LSB 2^{}, σ added per step 2^{:.2} (this data: mean xq² {ms:.1}, largest {:.1}); \
          expected break (P = ½) after {predicted:.0} steps (quartiles {:.0}–{:.0}); budget at p_fail/2: {:.0} steps",

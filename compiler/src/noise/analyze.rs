@@ -55,11 +55,16 @@ pub struct AnalyzeOptions {
     pub steps: u64,
     /// Per `plan.inputs` entry: mean of `xq²` over the features, if known.
     pub feature_ms: Vec<Option<f64>>,
+    /// Per `plan.inputs` entry: the mean of `xq_j²` of every (augmented) feature `j`, if
+    /// known. Only the weights' budget reads it (`noise::refresh`): a weight
+    /// coefficient gains noise in proportion to its feature's size, and embeddings have
+    /// a few large features, so the worst coefficients are bounded with their own.
+    pub feature_ms_each: Vec<Option<Vec<f64>>>,
 }
 
 impl AnalyzeOptions {
     pub fn new(p_fail: f64) -> AnalyzeOptions {
-        AnalyzeOptions { p_fail, steps: 0, feature_ms: Vec::new() }
+        AnalyzeOptions { p_fail, steps: 0, feature_ms: Vec::new(), feature_ms_each: Vec::new() }
     }
 }
 

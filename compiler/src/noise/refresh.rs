@@ -58,6 +58,37 @@ pub struct TensorBudget {
     /// Bootstraps per coefficient and per refresh of the whole tensor.
     pub digits: u32,
     pub pbs_per_refresh: u64,
+    /// What the probabilities are computed from: half an LSB (torus fraction), the
+    /// fresh variance and the growth per step of the mean feature's coefficient, and
+    /// every column's feature size relative to the mean one.
+    #[serde(skip)]
+    model: ExceedModel,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+struct ExceedModel {
+    half: f64,
+    fresh: f64,
+    per_step: f64,
+    rows: usize,
+    rel: Vec<f64>,
+}
+
+impl ExceedModel {
+    /// P(some coefficient ≥ half an LSB) `steps` after a state of variance `base`:
+    /// coefficient (r, j) gains `per_step · rel_j` per step.
+    fn p_any(&self, base: f64, steps: f64) -> f64 {
+        let log_survive: f64 = self
+            .rel
+            .iter()
+            .map(|r| {
+                let pc = erfc(self.half / (2.0 * (base + steps * self.per_step * r)).sqrt()).min(1.0);
+                -(-pc).ln_1p()
+            })
+            .sum::<f64>()
+            * self.rows as f64;
+        -(-log_survive).exp_m1()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -78,6 +109,14 @@ impl TensorBudget {
             Decision::Every { steps } => Some(steps),
             _ => None,
         }
+    }
+    /// Without refreshes: P(some coefficient has reached half an LSB) after `steps`.
+    pub fn p_exceed(&self, steps: f64) -> f64 {
+        self.model.p_any(self.model.fresh, steps)
+    }
+    /// Without refreshes: the step at which [`TensorBudget::p_exceed`] reaches `prob`.
+    pub fn steps_at(&self, prob: f64) -> f64 {
+        bisect(|s| self.p_exceed(s) < prob, 0.0, 1e15)
     }
     /// Bootstraps per training step the refreshes add, amortized.
     pub fn pbs_per_step(&self) -> f64 {
@@ -103,27 +142,34 @@ pub fn budgets(plan: &Plan, p: &NoiseParams, opts: &AnalyzeOptions) -> Vec<Tenso
             // Half an LSB as a fraction of the torus.
             let half = (f64::from(lsb) - 1.0 - q).exp2();
             let refreshed = Growing { base: op.refresh(digits, coeffs as usize), per_step: n.var.per_step };
-            let fail = |v: Growing, steps: f64| coeffs as f64 * erfc(half / (2.0 * v.at(steps)).sqrt());
-            let steps_at = |v: Growing, prob: f64| {
-                let z = z_two_sided(prob / coeffs as f64);
-                ((half / z).powi(2) - v.base) / v.per_step
+            let model = ExceedModel {
+                half,
+                fresh: n.var.base,
+                per_step: n.var.per_step,
+                rows: t.rows,
+                rel: relative_sizes(plan, t, opts),
             };
-            let steps_to_budget = steps_at(n.var, p_w).max(0.0);
-            let median_break = steps_at(n.var, std::f64::consts::LN_2).max(0.0);
+            let p_any = |base: f64, steps: f64| model.p_any(base, steps);
+            let steps_at = |base: f64, prob: f64| bisect(|s| p_any(base, s) < prob, 0.0, 1e15);
+            let steps_to_budget = steps_at(n.var.base, p_w);
+            let median_break = steps_at(n.var.base, 0.5);
             let supported = matches!(t.layout, Layout::DataPoly { .. });
             let decision = if !supported {
                 Decision::Unsupported
             } else if steps_to_budget >= HORIZON_STEPS as f64 {
                 Decision::NotNeeded
             } else {
-                // Longest R with fail(R) ≤ p_w·R/horizon: fail grows much faster than R.
-                let ok = |r: u64| fail(refreshed, r as f64) <= p_w * r as f64 / HORIZON_STEPS as f64;
-                if !ok(1) {
+                // Longest R whose refreshes keep p_w over the horizon: p_any(R) ≤ p_w·R/horizon
+                // (the left side grows much faster than R, so the set of good R is 1..=R*).
+                let ok = |r: f64| p_any(refreshed.base, r) <= p_w * r / HORIZON_STEPS as f64;
+                if !ok(1.0) {
                     Decision::Infeasible
                 } else {
-                    match (2..=HORIZON_STEPS).find(|&r| !ok(r)) {
-                        Some(r) => Decision::Every { steps: r - 1 },
-                        None => Decision::NotNeeded,
+                    let r = bisect(ok, 1.0, HORIZON_STEPS as f64).floor() as u64;
+                    if r >= HORIZON_STEPS {
+                        Decision::NotNeeded
+                    } else {
+                        Decision::Every { steps: r.max(1) }
                     }
                 }
             };
@@ -141,9 +187,50 @@ pub fn budgets(plan: &Plan, p: &NoiseParams, opts: &AnalyzeOptions) -> Vec<Tenso
                 decision,
                 digits,
                 pbs_per_refresh: coeffs * u64::from(digits),
+                model,
             }
         })
         .collect()
+}
+
+/// Per column of a parameter tensor: its feature's mean `xq²` over the mean one (the
+/// model's per-coefficient variance is for the mean feature), or 1 when unknown.
+fn relative_sizes(plan: &Plan, t: &crate::plan::PlanTensor, opts: &AnalyzeOptions) -> Vec<f64> {
+    let Layout::DataPoly { input, .. } = t.layout else { return vec![1.0; t.cols] };
+    let Some(pos) = plan.inputs.iter().position(|i| i.id == input) else { return vec![1.0; t.cols] };
+    match opts.feature_ms_each.get(pos).and_then(Option::as_ref) {
+        Some(each) if each.len() == t.cols && !each.is_empty() => {
+            let mean = opts
+                .feature_ms
+                .get(pos)
+                .copied()
+                .flatten()
+                .unwrap_or_else(|| each.iter().sum::<f64>() / each.len() as f64);
+            each.iter().map(|m| m / mean.max(f64::MIN_POSITIVE)).collect()
+        }
+        _ => vec![1.0; t.cols],
+    }
+}
+
+/// The largest `x` in `[lo, hi]` with `good(x)`, for a `good` that holds up to some
+/// point and not after (`lo` when even `lo` fails; `hi` when all hold).
+fn bisect(good: impl Fn(f64) -> bool, lo: f64, hi: f64) -> f64 {
+    if !good(lo) {
+        return lo;
+    }
+    if good(hi) {
+        return hi;
+    }
+    let (mut lo, mut hi) = (lo, hi);
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if good(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }
 
 /// The refreshes the plan should run with under `p` (the chosen key's parameters).
@@ -161,39 +248,25 @@ pub fn place(plan: &mut Plan) {
     place_with(plan, Vec::new());
 }
 
-/// [`place`] with the data's mean `xq²` per input when known (without it the model
-/// takes `xq` uniform over its range: pessimistic for real embeddings, so it refreshes
-/// more often than needed).
-pub fn place_with(plan: &mut Plan, feature_ms: Vec<Option<f64>>) {
+/// [`place`] with the data's feature sizes when known: per input, the mean `xq_j²` of
+/// every augmented feature (without them the model takes `xq` uniform over its range,
+/// pessimistic for real embeddings on average, so it refreshes more often than needed).
+pub fn place_with(plan: &mut Plan, feature_ms_each: Vec<Option<Vec<f64>>>) {
     let p = super::choose::chosen_params(&super::choose::choose_key(plan));
-    let opts = AnalyzeOptions { feature_ms, ..AnalyzeOptions::new(plan.train.p_fail) };
+    let feature_ms =
+        feature_ms_each.iter().map(|e| e.as_ref().map(|v| v.iter().sum::<f64>() / v.len().max(1) as f64)).collect();
+    let opts = AnalyzeOptions { feature_ms, feature_ms_each, ..AnalyzeOptions::new(plan.train.p_fail) };
     plan.train.refresh = schedule(plan, &p, &opts);
-}
-
-/// `z` with `P(|N(0,1)| ≥ z) = p` (bisection on `erfc(z/√2) = p`).
-fn z_two_sided(p: f64) -> f64 {
-    if p >= 1.0 {
-        return 0.0;
-    }
-    let (mut lo, mut hi) = (0.0f64, 40.0f64);
-    for _ in 0..200 {
-        let mid = 0.5 * (lo + hi);
-        if erfc(mid / std::f64::consts::SQRT_2) > p {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    0.5 * (lo + hi)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::z_two_sided;
+    use super::bisect;
 
     #[test]
-    fn two_sided_quantiles() {
-        assert!((z_two_sided(0.05) - 1.959_96).abs() < 1e-4);
-        assert!((z_two_sided(1e-6) - 4.891_64).abs() < 1e-3);
+    fn bisect_finds_the_last_good_point() {
+        assert!((bisect(|x| x * x <= 2.0, 0.0, 10.0) - 2f64.sqrt()).abs() < 1e-9);
+        assert_eq!(bisect(|_| false, 1.0, 5.0), 1.0);
+        assert_eq!(bisect(|_| true, 1.0, 5.0), 5.0);
     }
 }

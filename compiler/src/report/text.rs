@@ -140,7 +140,8 @@ pub fn render_text(r: &Report) -> String {
     }
     {
         let f = &r.failure;
-        for l in &r.luts {
+        let mut seen = std::collections::BTreeSet::new();
+        for l in r.luts.iter().filter(|l| seen.insert(l.name.as_str())) {
             let _ = writeln!(
                 s,
                 "  precision: `{}` has {} cells per half torus: P(further) at a cell's edge {:.1e} ({} the {:.1e} per bootstrap \
