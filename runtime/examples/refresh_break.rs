@@ -13,7 +13,9 @@
 //! 2. the plan's schedule: every refresh rounds the weights back to the grid, and the
 //!    difference must stay under half an LSB for as many steps.
 //!
-//! A benchmark, not a test (minutes to an hour). A spec whose weights can be kept on a
+//! A benchmark, not a test (minutes to an hour). `REFRESH_SCHEDULE_ONLY=1` skips the
+//! first run and runs the schedule for `max steps`; `REFRESH_PREDICT_ONLY=1` only
+//! prints the prediction. A spec whose weights can be kept on a
 //! grid: `tests/corpus/grid_head.bt` (its format pins make the LSB coarse enough).
 //!
 //! ```text
@@ -147,15 +149,22 @@ fn run() -> Result<(), String> {
         start.elapsed().as_secs_f64()
     );
 
-    let mut off = plan.clone();
-    off.train.refresh.clear();
-    let a = run_plan(&off, &ck, &sk, &qs, &enc, max_steps, half, true, &test_ds)?;
-    report("refreshes disabled", &a, predicted);
-    // Run the schedule at least as long as it took the unrefreshed run to break.
-    let steps_b = a.broke_at.map_or(max_steps, |s| 2 * s);
+    // `REFRESH_SCHEDULE_ONLY=1`: only the run with the schedule, for `max steps`.
+    let schedule_only = std::env::var_os("REFRESH_SCHEDULE_ONLY").is_some();
+    let a = if schedule_only {
+        None
+    } else {
+        let mut off = plan.clone();
+        off.train.refresh.clear();
+        let a = run_plan(&off, &ck, &sk, &qs, &enc, max_steps, half, true, &test_ds)?;
+        report("refreshes disabled", &a, predicted);
+        Some(a)
+    };
+    // Run the schedule twice as long as it took the unrefreshed run to break.
+    let steps_b = a.as_ref().and_then(|a| a.broke_at).map_or(max_steps, |s| 2 * s);
     let bres = run_plan(&plan, &ck, &sk, &qs, &enc, steps_b, half, false, &test_ds)?;
     report("compiler's schedule", &bres, predicted);
-    if let Some(s) = a.broke_at {
+    if let Some(s) = a.and_then(|a| a.broke_at) {
         println!(
             "observed / expected break: {:.2} (bar: within a factor of 2); with the schedule: {} over {} steps",
             s as f64 / predicted,
