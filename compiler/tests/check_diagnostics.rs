@@ -95,6 +95,11 @@ case!(
     codes::BAD_VALUE,
     edit("  optimizer = sgd(lr = 0.5)\n", "  optimizer = sgd(lr = 0.5)\n  batch = 0\n  p_fail = 1\n")
 );
+case!(
+    e0027_precision_beyond_the_bootstrap,
+    codes::BAD_VALUE,
+    edit("  optimizer = sgd(lr = 0.5)\n", "  optimizer = sgd(lr = 0.5)\n  precision = 13\n")
+);
 case!(e0028_unknown_function, codes::UNKNOWN_FUNCTION, edit("z    = W @ x", "z    = rellu(W @ x)"));
 case!(e0029_arg_count, codes::ARG_COUNT, edit("z    = W @ x", "z    = relu(W @ x, x)"));
 case!(e0030_bad_type, codes::BAD_TYPE, edit("input  x : fixed[4]", "input  x : onehot[4]"));

@@ -86,7 +86,10 @@ impl ModelChecker<'_> {
             "precision" => match &value.kind {
                 ExprKind::Name(n) if n == "auto" => cfg.precision = Precision::Auto,
                 _ => {
-                    if let Some(v) = consteval::eval_int(value, env, 1.0, 16.0, "`precision` (bits)", d) {
+                    // 2^N cells over the torus: a bootstrap at N = 2048 tells 2N = 2^12
+                    // positions apart, and one bit leaves one cell per half torus (a
+                    // constant table).
+                    if let Some(v) = consteval::eval_int(value, env, 2.0, 12.0, "`precision` (bits)", d) {
                         cfg.precision = Precision::Bits(v as u32);
                     }
                 }
