@@ -181,7 +181,6 @@ impl Format {
         let q = (x * (self.frac() as f64).exp2()).round() as i64;
         (q as u64).wrapping_shl(self.lsb.max(0) as u32)
     }
-    /// Integer value on the `lsb` grid (rounded), for products.
     /// The bits a multi-digit bootstrap reads: from the grid (`lsb`, at least 1) to
     /// `top`, where the range `[−2^top, 2^top)` covers the format's (at most 62).
     pub fn bit_span(&self) -> (u32, u32) {
@@ -190,7 +189,7 @@ impl Format {
         let top = ((f64::from(self.scale) + m.log2().floor() + 1.0) as u32).clamp(lsb + 1, 62);
         (lsb, top)
     }
-
+    /// Integer value on the `lsb` grid (rounded), for products.
     pub fn int_value(&self, t: u64) -> i64 {
         if self.lsb <= 0 {
             return t as i64;
@@ -501,7 +500,7 @@ pub struct Refresh {
 impl Refresh {
     /// Bootstraps per coefficient.
     pub fn digits(&self) -> u32 {
-        self.top - self.lsb + 1
+        rescale_pbs(self.lsb, self.top, 1.0)
     }
     /// Whether the refresh runs after the step that brings the count to `steps_done`.
     pub fn due(&self, steps_done: u64) -> bool {

@@ -71,16 +71,13 @@ fn run() -> Result<(), String> {
     let mut counters = Counters::new(&plan);
     let qs: Vec<QSample> =
         train_ds.x.iter().zip(&train_ds.y).map(|(x, &y)| clear::quantize(&plan, &[x], &[y], &mut counters)).collect();
-    // The noise model with this data's feature size (mean of xq² per input).
-    let ms = qs.iter().flat_map(|q| q.xq[0].iter()).map(|&v| (v * v) as f64).sum::<f64>()
-        / qs.iter().map(|q| q.xq[0].len()).sum::<usize>().max(1) as f64;
-    // The gradient's noise in coefficient j scales with feature j's size: embeddings
-    // have a few large features, so the worst coefficient is bounded with the largest
+    // The noise model with this data's feature size (mean of xq² per input). The
+    // gradient's noise in coefficient j scales with feature j's size: embeddings have a
+    // few large features, so the worst coefficient is bounded with the largest
     // feature's mean square, the spread over all coefficients with the mean one.
-    let d_aug = qs.first().map_or(0, |q| q.xq[0].len());
-    let ms_max = (0..d_aug)
-        .map(|j| qs.iter().map(|q| (q.xq[0][j] * q.xq[0][j]) as f64).sum::<f64>() / qs.len().max(1) as f64)
-        .fold(0.0, f64::max);
+    let ms_j = clear::feature_mean_squares(&qs, 0);
+    let ms = ms_j.iter().sum::<f64>() / ms_j.len().max(1) as f64;
+    let ms_max = ms_j.iter().copied().fold(0.0, f64::max);
     let np = noise_params(&params);
     let sigma_with = |ms: f64| {
         let noise = analyze(

@@ -85,11 +85,8 @@ fn run() -> Result<(), String> {
         train_ds.x.iter().zip(&train_ds.y).map(|(x, &y)| clear::quantize(&plan, &[x], &[y], &mut counters)).collect();
 
     // The model's prediction with this data: per feature j, the mean of xq_j².
-    let d_aug = qs.first().map_or(0, |q| q.xq[0].len());
-    let ms_j: Vec<f64> = (0..d_aug)
-        .map(|j| qs.iter().map(|q| (q.xq[0][j] * q.xq[0][j]) as f64).sum::<f64>() / qs.len().max(1) as f64)
-        .collect();
-    let ms = ms_j.iter().sum::<f64>() / d_aug.max(1) as f64;
+    let ms_j = clear::feature_mean_squares(&qs, 0);
+    let ms = ms_j.iter().sum::<f64>() / ms_j.len().max(1) as f64;
     let np = noise_params(&params);
     // The compiler's schedule for this data (the plan's own assumes uniform features):
     // every coefficient bounded with its own feature's size.

@@ -58,6 +58,15 @@ pub struct QSample {
     pub labels: Vec<usize>,
 }
 
+/// Per feature `j` of input `input` (augmented: the constant feature included), the mean
+/// of `xq_j²` over `samples`: the feature sizes the noise model takes
+/// (`AnalyzeOptions::feature_ms`, `feature_ms_each`).
+pub fn feature_mean_squares(samples: &[QSample], input: usize) -> Vec<f64> {
+    let d = samples.first().and_then(|q| q.xq.get(input)).map_or(0, Vec::len);
+    let n = samples.len().max(1) as f64;
+    (0..d).map(|j| samples.iter().map(|q| (q.xq[input][j] * q.xq[input][j]) as f64).sum::<f64>() / n).collect()
+}
+
 /// Quantize raw features (`features[i]` for `plan.inputs[i]`), counting clamps.
 pub fn quantize(plan: &Plan, features: &[&[f64]], labels: &[usize], counters: &mut Counters) -> QSample {
     let xq = plan
@@ -253,16 +262,22 @@ impl<'p> Machine<'p> {
             self.exec_step(inst);
         }
         self.steps_done += 1;
-        for r in &self.plan.train.refresh {
-            if r.due(self.steps_done) {
-                let t = &mut self.tensors[r.tensor.index()];
-                t.iter_mut().for_each(|v| *v = r.apply(*v));
-                if let Some(n) = &mut self.noise {
-                    let var = n.op.refresh(r.digits(), t.len());
-                    n.add(t, var);
-                }
-            }
+        let (plan, done) = (self.plan, self.steps_done);
+        for r in plan.train.refresh.iter().filter(|r| r.due(done)) {
+            self.rescale(r.tensor.index(), r.tensor.index(), (r.lsb, r.top), 1.0);
         }
+    }
+
+    /// `dst = factor · src` as a multi-digit bootstrap computes it ([`rescale_bits`]; a
+    /// refresh is `factor = 1`), with its modelled noise when simulating: one weighted
+    /// bootstrap output per bit and the sign, then the packing.
+    fn rescale(&mut self, src: usize, dst: usize, (lsb, top): (u32, u32), factor: f64) {
+        let mut res: Vec<u64> = self.tensors[src].iter().map(|&t| rescale_bits(lsb, top, factor, t)).collect();
+        if let Some(n) = &mut self.noise {
+            let var = n.op.refresh(top - lsb + 1, res.len());
+            n.add(&mut res, var);
+        }
+        self.tensors[dst] = res;
     }
 
     /// Class with the largest logit (first one on ties) after [`Machine::forward`].
@@ -415,15 +430,8 @@ impl<'p> Machine<'p> {
             StepInst::SubAssign { dst, src } => self.assign(dst.index(), src.index(), u64::wrapping_sub),
             StepInst::AddAssign { dst, src } => self.assign(dst.index(), src.index(), u64::wrapping_add),
             StepInst::Rescale { dst, src, factor, .. } => {
-                let (lsb, top) = self.plan.tensors[src.index()].fmt.bit_span();
-                let mut res: Vec<u64> =
-                    self.tensors[src.index()].iter().map(|&t| rescale_bits(lsb, top, factor, t)).collect();
-                if let Some(n) = &mut self.noise {
-                    // One weighted bootstrap output per bit and the sign enter the value.
-                    let var = n.op.refresh(top - lsb + 1, res.len());
-                    n.add(&mut res, var);
-                }
-                self.tensors[dst.index()] = res;
+                let span = self.plan.tensors[src.index()].fmt.bit_span();
+                self.rescale(src.index(), dst.index(), span, factor);
             }
             StepInst::Zero { dst } => self.tensors[dst.index()].iter_mut().for_each(|x| *x = 0),
         }

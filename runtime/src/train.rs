@@ -123,7 +123,7 @@ pub fn train(plan: &Plan, train: &Dataset, test: Option<&Dataset>, opts: &TrainO
         steps,
         samples,
         train_seconds,
-        pbs_count: c.pbs_per_sample * samples as u64 + c.step_pbs * steps as u64 + plan.refresh_pbs(steps as u64),
+        pbs_count: c.run_pbs(plan, samples as u64, steps as u64),
         external_products: c.external_products_per_sample * samples as u64,
         luts,
         clamped,

@@ -137,7 +137,7 @@ fn announce(plan: &Plan, keys: &ServerKeys, n: usize, state: &TrainState) {
     let per_epoch = steps_per_epoch(n, plan.train.batch);
     let steps = (per_epoch * state.epochs) as u64;
     let left = steps.saturating_sub(state.steps_done);
-    let pbs = c.pbs_per_sample * (n * state.epochs) as u64 + c.step_pbs * steps;
+    let pbs = c.run_pbs(plan, (n * state.epochs) as u64, steps);
     let threads = rayon_threads();
     let estimate = bench::pbs_seconds(keys, plan, 2)
         .map(|t| {

@@ -42,6 +42,14 @@ pub struct Costs {
     pub external_products_per_step: u64,
 }
 
+impl Costs {
+    /// Bootstraps of a run of `samples` sample programs in `steps` steps: theirs, the
+    /// step programs' and the refreshes due (`Plan::refresh_pbs`).
+    pub fn run_pbs(&self, plan: &Plan, samples: u64, steps: u64) -> u64 {
+        self.pbs_per_sample * samples + self.step_pbs * steps + plan.refresh_pbs(steps)
+    }
+}
+
 fn polys(plan: &Plan, t: usize) -> u64 {
     let t = &plan.tensors[t];
     match t.layout {

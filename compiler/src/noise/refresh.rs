@@ -25,7 +25,7 @@
 //!   weights train with it (SGD absorbs it; `simulate` measures the accuracy).
 //!   A spec gets a refreshable grid by pinning a coarser `format` for the param.
 
-use super::analyze::{analyze, AnalyzeOptions, Growing};
+use super::analyze::{analyze, AnalyzeOptions, NoiseReport};
 use super::formulas::log2_std_u64;
 use super::params::NoiseParams;
 use super::sim::OpNoise;
@@ -89,6 +89,10 @@ impl ExceedModel {
             * self.rows as f64;
         -(-log_survive).exp_m1()
     }
+    /// The step at which [`ExceedModel::p_any`] from `base` reaches `prob`.
+    fn steps_at(&self, base: f64, prob: f64) -> f64 {
+        bisect(|s| self.p_any(base, s) < prob, 0.0, 1e15)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -116,7 +120,7 @@ impl TensorBudget {
     }
     /// Without refreshes: the step at which [`TensorBudget::p_exceed`] reaches `prob`.
     pub fn steps_at(&self, prob: f64) -> f64 {
-        bisect(|s| self.p_exceed(s) < prob, 0.0, 1e15)
+        self.model.steps_at(self.model.fresh, prob)
     }
     /// Bootstraps per training step the refreshes add, amortized.
     pub fn pbs_per_step(&self) -> f64 {
@@ -126,7 +130,12 @@ impl TensorBudget {
 
 /// The budget of every parameter tensor that gains noise.
 pub fn budgets(plan: &Plan, p: &NoiseParams, opts: &AnalyzeOptions) -> Vec<TensorBudget> {
-    let noise = analyze(plan, p, opts);
+    budgets_of(plan, &analyze(plan, p, opts), opts)
+}
+
+/// [`budgets`] from an analysis already made with `opts` (the report has one).
+pub fn budgets_of(plan: &Plan, noise: &NoiseReport, opts: &AnalyzeOptions) -> Vec<TensorBudget> {
+    let p = &noise.params;
     let op = OpNoise::new(p);
     let p_w = plan.train.p_fail / 2.0;
     plan.tensors
@@ -138,10 +147,11 @@ pub fn budgets(plan: &Plan, p: &NoiseParams, opts: &AnalyzeOptions) -> Vec<Tenso
             let q = f64::from(p.modulus_log2);
             let (lsb, top) = t.fmt.bit_span();
             let coeffs = (t.rows * t.cols) as u64;
-            let digits = top - lsb + 1;
+            let digits = crate::plan::rescale_pbs(lsb, top, 1.0);
             // Half an LSB as a fraction of the torus.
             let half = (f64::from(lsb) - 1.0 - q).exp2();
-            let refreshed = Growing { base: op.refresh(digits, coeffs as usize), per_step: n.var.per_step };
+            // Variance right after a refresh: its bootstrap outputs and the packing.
+            let refreshed = op.refresh(digits, coeffs as usize);
             let model = ExceedModel {
                 half,
                 fresh: n.var.base,
@@ -149,10 +159,8 @@ pub fn budgets(plan: &Plan, p: &NoiseParams, opts: &AnalyzeOptions) -> Vec<Tenso
                 rows: t.rows,
                 rel: relative_sizes(plan, t, opts),
             };
-            let p_any = |base: f64, steps: f64| model.p_any(base, steps);
-            let steps_at = |base: f64, prob: f64| bisect(|s| p_any(base, s) < prob, 0.0, 1e15);
-            let steps_to_budget = steps_at(n.var.base, p_w);
-            let median_break = steps_at(n.var.base, 0.5);
+            let steps_to_budget = model.steps_at(n.var.base, p_w);
+            let median_break = model.steps_at(n.var.base, 0.5);
             let supported = matches!(t.layout, Layout::DataPoly { .. });
             let decision = if !supported {
                 Decision::Unsupported
@@ -161,7 +169,7 @@ pub fn budgets(plan: &Plan, p: &NoiseParams, opts: &AnalyzeOptions) -> Vec<Tenso
             } else {
                 // Longest R whose refreshes keep p_w over the horizon: p_any(R) ≤ p_w·R/horizon
                 // (the left side grows much faster than R, so the set of good R is 1..=R*).
-                let ok = |r: f64| p_any(refreshed.base, r) <= p_w * r / HORIZON_STEPS as f64;
+                let ok = |r: f64| model.p_any(refreshed, r) <= p_w * r / HORIZON_STEPS as f64;
                 if !ok(1.0) {
                     Decision::Infeasible
                 } else {
@@ -181,7 +189,7 @@ pub fn budgets(plan: &Plan, p: &NoiseParams, opts: &AnalyzeOptions) -> Vec<Tenso
                 coeffs,
                 fresh_log2_std: log2_std_u64(n.var.base, p.modulus_log2),
                 per_step_log2_std: log2_std_u64(n.var.per_step, p.modulus_log2),
-                refreshed_log2_std: log2_std_u64(refreshed.base, p.modulus_log2),
+                refreshed_log2_std: log2_std_u64(refreshed, p.modulus_log2),
                 steps_to_budget,
                 median_break,
                 decision,

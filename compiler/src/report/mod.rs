@@ -329,7 +329,7 @@ pub fn build_with(plan: &Plan, source: Option<&str>, opts: &ReportOptions) -> Re
         assumptions,
         tensors,
         resources: resources_for(plan, &c, &PARAM_SETS[key.chosen], &opts.timing, opts.samples),
-        budget: crate::noise::budgets(plan, &np, &AnalyzeOptions::new(plan.train.p_fail)),
+        budget: crate::noise::refresh::budgets_of(plan, &noise, &AnalyzeOptions::new(plan.train.p_fail)),
         failure: failure(plan, &noise, &c, opts.samples),
         key,
     }
@@ -348,7 +348,7 @@ fn failure(
         .max_by(|a, b| a.1.total_cmp(&b.1));
     let run = samples.map(|n| {
         let steps = n.div_ceil(plan.train.batch.max(1)) as u64 * plan.train.epochs as u64;
-        let pbs = c.pbs_per_sample * (n * plan.train.epochs) as u64 + c.step_pbs * steps + plan.refresh_pbs(steps);
+        let pbs = c.run_pbs(plan, (n * plan.train.epochs) as u64, steps);
         let p = worst_lut.as_ref().map_or(0.0, |w| -(-w.1).ln_1p() * pbs as f64);
         (pbs, -(-p).exp_m1())
     });

@@ -157,10 +157,11 @@ pub fn render_text(r: &Report) -> String {
         let _ = writeln!(s);
         let _ = writeln!(
             s,
-            "failure budget p_fail = 2^{:.0}: half for the bootstraps (≤ {:.1e} each landing two or more cells off, over 2^32 \
+            "failure budget p_fail = 2^{:.0}: half for the bootstraps (≤ {:.1e} each landing two or more cells off, over 2^{:.0} \
              bootstraps), half for the weights (below)",
             f.p_fail.log2(),
-            f.per_pbs
+            f.per_pbs,
+            crate::lower::lut::HORIZON_PBS.log2()
         );
         if let Some((name, far)) = &f.worst_lut {
             let _ = writeln!(
