@@ -311,6 +311,11 @@ pub enum Inst {
         a: RegId,
         out: RegId,
     },
+    /// `out = parts[0] ++ parts[1] ++ …` (per-class scalars back into one vector).
+    Concat {
+        parts: Vec<RegId>,
+        out: RegId,
+    },
     /// `G[r][j] += e[r] · xq[j]` (pack `e`, external product with the backward GGSW).
     DataOuterAcc {
         grad: TensorId,
@@ -340,7 +345,8 @@ impl Inst {
             | Inst::Mul { out, .. }
             | Inst::LabelTerm { out, .. }
             | Inst::Elem { out, .. }
-            | Inst::Bcast { out, .. } => Some(out),
+            | Inst::Bcast { out, .. }
+            | Inst::Concat { out, .. } => Some(out),
             Inst::DataOuterAcc { .. } | Inst::OuterAcc { .. } => None,
         }
     }
@@ -348,6 +354,7 @@ impl Inst {
     /// Registers the instruction reads.
     pub fn reads(&self) -> Vec<RegId> {
         match *self {
+            Inst::Concat { ref parts, .. } => parts.clone(),
             Inst::DataMatVec { .. } | Inst::LabelTerm { .. } => vec![],
             Inst::MatVec { v, .. } | Inst::MatVecT { v, .. } => vec![v],
             Inst::Lut { input, .. } => vec![input],

@@ -57,13 +57,14 @@ fn linear_sigmoid_costs_k_pbs_independent_of_d() {
 }
 
 #[test]
-fn softmax_costs_lse_tree() {
+fn softmax_costs_leave_one_out_lse() {
     for k in [2, 5, 10] {
         let c = costs(&plan(&linear("softmax_cross_entropy", 64, k, "sgd(lr = 0.5)")).unwrap());
-        // k − 1 softplus (balanced tree) + k exp.
-        assert_eq!(c.pbs_per_sample, 2 * k as u64 - 1, "k={k}");
-        let depth = (k as f64).log2().ceil() as u32 + 1;
-        assert_eq!(c.pbs_depth, depth, "k={k}");
+        // Prefix and suffix lse chains (k − 2 softplus each), k − 2 middle combinations,
+        // then k sigmoid(z_c − lse of the others): 4k − 6.
+        assert_eq!(c.pbs_per_sample, 4 * k as u64 - 6, "k={k}");
+        // The chains are sequential: the end classes' lse of the others is k − 2 deep.
+        assert_eq!(c.pbs_depth, k as u32 - 1, "k={k}");
     }
 }
 
@@ -106,9 +107,9 @@ fn mlp_costs() {
 train m { optimizer = sgd(lr = 0.25)  batch = 8  epochs = 1 }
 ";
     let c = costs(&plan(src).unwrap());
-    // relu 16 + forward product 2·5·16 + softmax 9 + backward: outer 2·5·16,
+    // relu 16 + forward product 2·5·16 + softmax 4·5 − 6 + backward: outer 2·5·16,
     // Wᵀe 2·5·16, relu' 16, mask product 2·16.
-    let expected = 16 + 160 + 9 + 160 + 160 + 16 + 32;
+    let expected = 16 + 160 + 14 + 160 + 160 + 16 + 32;
     assert_eq!(c.pbs_per_sample, expected);
     assert_eq!(c.forward_pbs, 16 + 160);
 }

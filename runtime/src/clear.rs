@@ -174,6 +174,9 @@ pub struct Machine<'p> {
     pub noise: Option<Injector>,
     /// Steps run (the refresh schedule counts them over the whole run).
     pub steps_done: u64,
+    /// Keys each register is a sum over on the encrypted backend (noise of its bootstrap
+    /// input: one keyswitch per key).
+    key_parts: Vec<u32>,
 }
 
 impl<'p> Machine<'p> {
@@ -196,6 +199,7 @@ impl<'p> Machine<'p> {
             pc: 0,
             noise: None,
             steps_done: 0,
+            key_parts: blindtuner_compiler::noise::sim::key_parts(plan),
         }
     }
 
@@ -336,8 +340,9 @@ impl<'p> Machine<'p> {
                 let forced = self.forced.get(&self.pc);
                 let mut res = Vec::with_capacity(self.regs[input.index()].len());
                 for (e, &t) in self.regs[input.index()].iter().enumerate() {
+                    let parts = self.key_parts.get(input.index()).copied().unwrap_or(1);
                     let clean = self.noise.as_mut().map(|n| {
-                        let before = n.op.before_pbs();
+                        let before = n.op.before_pbs_parts(parts);
                         (l.eval(t, plan.poly_size).1, n.sample(before))
                     });
                     let t = t.wrapping_add(clean.map_or(0, |c| c.1));
@@ -392,6 +397,10 @@ impl<'p> Machine<'p> {
             Inst::Bcast { a, out } => {
                 let v = self.regs[a.index()][0];
                 self.regs[out.index()].iter_mut().for_each(|o| *o = v);
+            }
+            Inst::Concat { ref parts, out } => {
+                let v: Vec<u64> = parts.iter().flat_map(|p| self.regs[p.index()].iter().copied()).collect();
+                self.regs[out.index()] = v;
             }
             Inst::DataOuterAcc { grad, e, input } => {
                 let x = &s.xq[self.input_pos[&input.0]];

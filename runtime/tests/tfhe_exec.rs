@@ -242,7 +242,7 @@ fn learning_rate_schedule_scales_lut_outputs_and_label_terms() {
         let prepared = server.prepare(&sample).expect("prepare");
         let run = server.run_sample(&model, &prepared, 3).expect("run");
         let label = run.regs[2].as_ref().expect("label register written");
-        for (c, v) in ck.decrypt_lwe_vec(label).iter().enumerate() {
+        for (c, v) in ck.decrypt_value(label).iter().enumerate() {
             let want = torus_shift(if c == y { on } else { off }, shift);
             assert!(torus_diff(*v, want).unsigned_abs() < 1 << 40, "epoch {epoch} class {c}");
         }

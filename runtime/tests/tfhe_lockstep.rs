@@ -46,7 +46,19 @@ train lockstep {
 
 #[test]
 fn encrypted_weights_track_the_clear_backend_step_by_step() {
+    assert_eq!(costs(&compile(SPEC)).pbs_per_sample, 5, "k PBS per sample");
     lock_step(SPEC, 16, 2);
+}
+
+/// The softmax head: its leave-one-out lse's add bootstrap outputs to logits, values
+/// the server keeps as sums under two keys until the next bootstrap (`tfhe::value`).
+/// 4k − 6 = 14 bootstraps per sample, counted.
+#[test]
+fn softmax_head_tracks_the_clear_backend_step_by_step() {
+    let spec = SPEC.replace("sigmoid_cross_entropy", "softmax_cross_entropy").replace("epochs    = 2", "epochs    = 1");
+    let plan = compile(&spec);
+    assert_eq!(costs(&plan).pbs_per_sample, 14);
+    lock_step(&spec, 16, 2);
 }
 
 /// A ViT-Base-sized embedding: W needs two GLWE polynomials (⌊2048/5⌋ = 409 features
@@ -62,6 +74,7 @@ fn d768_head_trains_encrypted_unchanged() {
         .tensors
         .iter()
         .any(|t| matches!(t.layout, blindtuner_compiler::plan::Layout::DataPoly { polys: 2, .. })));
+    assert_eq!(costs(&plan).pbs_per_sample, 5, "k PBS per sample, whatever d");
     lock_step(&spec, 768, 1);
 }
 
@@ -99,8 +112,8 @@ fn lock_step(src: &str, d: usize, steps_per_epoch: usize) {
             worst_noise = worst_noise.max(check.max_abs);
             assert!(check.max_abs < 1 << 47, "weights off by 2^{:.1}", (check.max_abs as f64).log2());
         }
-        assert_eq!(srv.stats().pbs, (steps_per_epoch * batch * k) as u64, "k PBS per sample, counted at the bootstrap");
-        assert_eq!(costs(&plan).pbs_per_sample, k as u64);
+        let per_sample = costs(&plan).pbs_per_sample;
+        assert_eq!(srv.stats().pbs, steps_per_epoch as u64 * batch as u64 * per_sample, "counted at the bootstrap");
     }
     let (cells, own) = (ls.cells, ls.landings);
     eprintln!(
@@ -122,5 +135,5 @@ fn lock_step(src: &str, d: usize, steps_per_epoch: usize) {
     // a failure (predicted 3e-8 per bootstrap).
     assert_eq!(cells.far, 0, "a bootstrap landed more than one cell off");
     assert!(cells.one_off < cells.pbs, "every bootstrap off by one: the cell recovery is wrong");
-    assert_eq!(cells.pbs as usize, plan.train.epochs * steps_per_epoch * batch * k);
+    assert_eq!(cells.pbs, (plan.train.epochs * steps_per_epoch * batch) as u64 * costs(&plan).pbs_per_sample);
 }

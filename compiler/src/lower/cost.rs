@@ -74,7 +74,8 @@ pub fn inst_cost(plan: &Plan, inst: &Inst) -> InstCost {
         | Inst::AddConst { .. }
         | Inst::MulInt { .. }
         | Inst::Elem { .. }
-        | Inst::Bcast { .. } => (Lowering::Levelled, 0, 0),
+        | Inst::Bcast { .. }
+        | Inst::Concat { .. } => (Lowering::Levelled, 0, 0),
     };
     InstCost { lowering, pbs, external_products: ep }
 }

@@ -29,7 +29,12 @@ impl Emitter {
         self.regs.push(Reg { name: name.into(), len, fmt, span });
         RegId(self.regs.len() as u32 - 1)
     }
+    /// One plan table per distinct function (a softmax applies the same softplus
+    /// 3(k − 2) times; the server builds one accumulator for it).
     fn lut(&mut self, lut: Lut) -> LutId {
+        if let Some(i) = self.luts.iter().position(|l| *l == lut) {
+            return LutId(i as u32);
+        }
         self.luts.push(lut);
         LutId(self.luts.len() as u32 - 1)
     }
@@ -158,9 +163,13 @@ pub fn emit(
     // the finest whose bootstraps keep the failure budget (`lut::cell_for_budget`).
     let cell_log2 = match spec.train.precision {
         Precision::Bits(b) => 64 - b as i32,
-        Precision::Auto => cell_for_budget(spec.train.p_fail / 2.0 / HORIZON_PBS, opts.lut_margin_bits),
+        Precision::Auto => {
+            // A softmax's tables read sums under two keys (a logit plus a bootstrap output).
+            let parts = if net.loss == LossKind::SoftmaxCrossEntropy && k > 2 { 2 } else { 1 };
+            cell_for_budget(spec.train.p_fail / 2.0 / HORIZON_PBS, opts.lut_margin_bits, parts)
+        }
     };
-    let e = loss_error(&mut em, net.loss, logits, last, r.z[nl - 1].abs_max(), k, net, span, cell_log2)?;
+    let e = loss_error(&mut em, net.loss, logits, last, k, net, span, cell_log2)?;
 
     // ---- backward
     let mut e_cur = e;
@@ -286,7 +295,6 @@ fn loss_error(
     kind: LossKind,
     z: RegId,
     f: &LayerFmt,
-    zmax: f64,
     k: usize,
     net: &Net,
     span: Span,
@@ -328,67 +336,84 @@ fn loss_error(
             Ok(em.bin(|a, b, out| Inst::Sub { a, b, out }, raw, lab, "e", f.e, span))
         }
         LossKind::SoftmaxCrossEntropy => {
-            // lse by a balanced tree of lse(a, b) = a + softplus(b − a), then
-            // E_c = round(s·exp(z_c − lse)) − s·y_c.
-            let u_bound = 2.0 * zmax + (k as f64).ln();
+            // p_c = σ(z_c − lse_{−c}) with lse_{−c} = log Σ_{j≠c} e^{z_j}: the same odd
+            // error table as the sigmoid head, so a correctly classified sample reads a
+            // saturated cell whatever the rounding of the lse below it (the table
+            // `s·exp(z − lse)` instead turned every lse rounding into a gradient that
+            // never vanishes). The leave-one-out lse's come from prefix and suffix
+            // chains of lse(a, b) = a + softplus(b − a): 3(k − 2) softplus bootstraps.
             let zf = f.z;
+            let cell = cell_real(cell_log2, zf);
+            let a = assumed.0.abs().max(assumed.1.abs());
+            let u_bound = 2.0 * a + ((k - 1) as f64).ln();
             let to_units = (zf.frac() as f64).exp2();
             let sp = move |u: f64| Builtin::Softplus.eval(u) * to_units;
-            let mut level: Vec<RegId> = (0..k)
+            let softplus = half_torus(
+                &TableFn {
+                    name: "softplus".into(),
+                    func: format!("softplus(u)·2^{}", zf.frac()),
+                    f: &sp,
+                    in_fmt: zf,
+                    assumed: (-u_bound, u_bound),
+                    out_shift: zf.lsb as u32,
+                },
+                cell,
+                n,
+            );
+            let zc: Vec<RegId> = (0..k)
                 .map(|c| {
                     let r = em.reg(format!("z[{c}]"), 1, zf, span);
                     em.sample.push(Inst::Elem { a: z, index: c, out: r });
                     r
                 })
                 .collect();
-            while level.len() > 1 {
-                let mut next = Vec::with_capacity(level.len().div_ceil(2));
-                for pair in level.chunks(2) {
-                    let [a, b] = *pair else {
-                        next.push(pair[0]);
-                        continue;
-                    };
-                    let d = em.bin(|a, b, out| Inst::Sub { a, b, out }, b, a, "lse diff", zf, span);
-                    let lut = half_torus(
-                        &TableFn {
-                            name: "softplus".into(),
-                            func: format!("softplus(u)·2^{}", zf.frac()),
-                            f: &sp,
-                            in_fmt: zf,
-                            assumed: (-u_bound, u_bound),
-                            out_shift: zf.lsb as u32,
-                        },
-                        1.0 / 8.0,
-                        n,
-                    );
-                    let spv = em.apply(lut, d, zf, span);
-                    next.push(em.bin(|a, b, out| Inst::Add { a, b, out }, a, spv, "lse", zf, span));
-                }
-                level = next;
+            let lse2 = |em: &mut Emitter, a: RegId, b: RegId| {
+                let d = em.bin(|a, b, out| Inst::Sub { a, b, out }, b, a, "lse diff", zf, span);
+                let spv = em.apply(softplus.clone(), d, zf, span);
+                em.bin(|a, b, out| Inst::Add { a, b, out }, a, spv, "lse", zf, span)
+            };
+            // prefix[i] = lse(z_0..=z_i), suffix[i] = lse(z_i..z_k); only the ones a
+            // leave-one-out lse reads are emitted.
+            let mut prefix = vec![zc[0]];
+            for c in 1..k.saturating_sub(1) {
+                let p = lse2(em, prefix[c - 1], zc[c]);
+                prefix.push(p);
             }
-            let lse = level[0];
-            let lse_k = em.reg("lse", k, zf, span);
-            em.sample.push(Inst::Bcast { a: lse, out: lse_k });
-            let v = em.bin(|a, b, out| Inst::Sub { a, b, out }, z, lse_k, "z − lse", zf, span);
-            let ex = move |u: f64| s * u.exp();
-            let lut = half_torus(
+            let mut suffix = vec![zc[k - 1]; k];
+            for c in (1..k - 1).rev() {
+                suffix[c] = lse2(em, suffix[c + 1], zc[c]);
+            }
+            let rest: Vec<RegId> = (0..k)
+                .map(|c| match c {
+                    0 => suffix[1],
+                    c if c == k - 1 => prefix[k - 2],
+                    c => lse2(em, prefix[c - 1], suffix[c + 1]),
+                })
+                .collect();
+            let rest_v = em.reg("lse of the others", k, zf, span);
+            em.sample.push(Inst::Concat { parts: rest, out: rest_v });
+            let u = em.bin(|a, b, out| Inst::Sub { a, b, out }, z, rest_v, "z − lse of the others", zf, span);
+            let w = u_bound;
+            let func = move |u: f64| s * (Builtin::Sigmoid.eval(u.clamp(-w, w)) - 0.5);
+            let lut = full_torus(
                 &TableFn {
                     name: "error".into(),
-                    func: format!("{s}·exp(z − lse)"),
-                    f: &ex,
+                    func: format!("{s}·(sigmoid(z − lse of the others) − ½)"),
+                    f: &func,
                     in_fmt: zf,
-                    assumed: (-u_bound, 0.25),
+                    assumed: (-w, w),
                     out_shift: lsb as u32,
                 },
-                1.0 / 8.0,
+                cell,
                 n,
             );
-            let raw = em.apply(LrScaled(lut).into(), v, out_fmt, span);
+            let raw = em.apply(LrScaled(lut).into(), u, out_fmt, span);
+            let half = (s / 2.0).round() as i64;
             let lab = em.reg("label term", k, out_fmt, span);
             em.sample.push(Inst::LabelTerm {
                 label: net.label,
-                on: to_u64(s.round() as i64, lsb),
-                off: 0,
+                on: to_u64(half, lsb),
+                off: to_u64(-half, lsb),
                 out: lab,
                 lr_scaled: true,
             });
@@ -432,4 +457,9 @@ impl From<LrScaled> for Lut {
     fn from(l: LrScaled) -> Lut {
         Lut { lr_scaled: true, ..l.0 }
     }
+}
+
+/// A table cell of `2^cell_log2` torus units in real units of the input format.
+fn cell_real(cell_log2: i32, f: Format) -> f64 {
+    f64::from(cell_log2 - f.scale).exp2()
 }

@@ -93,8 +93,11 @@ pub fn loss_scale(kind: LossKind, z: Interval, classes: usize, opts: &LowerOptio
         // logits further out, so by default the window gets `logit_headroom_bits` of
         // saturated margin over the assumed range.
         LossKind::SigmoidCrossEntropy => 62 - ceil_log2(z.abs_max()) - opts.logit_headroom_bits,
-        // softplus(b − a) with b − a in ±(2A + ln k).
-        LossKind::SoftmaxCrossEntropy => half_torus_scale(2.0 * (2.0 * z.abs_max() + (classes as f64).ln())),
+        // softplus(b − a) with b − a in ±(2A + ln(k − 1)): the window holds it exactly
+        // (no headroom: every bit of scale halves the cells the failure budget allows).
+        LossKind::SoftmaxCrossEntropy => {
+            63 - ceil_log2(2.0 * (2.0 * z.abs_max() + (classes.saturating_sub(1).max(1) as f64).ln()))
+        }
         // the table reads z − y.
         LossKind::Mse => half_torus_scale(z.width() + 1.0),
     }

@@ -161,12 +161,15 @@ pub const HORIZON_PBS: f64 = 4_294_967_296.0;
 /// of a table: a bootstrap costs the same for any cell count, so the finest that keeps
 /// the budget. At the default budget (2^-40) the noise floor σ 2^54.7 needs 2^58-wide
 /// cells: 32 per half torus, one cell off ≈ 8 % of the time, further ≈ 1e-23.
-pub fn cell_for_budget(p_far: f64, margin_floor: f64) -> i32 {
+/// `key_parts`: the input is a sum over that many keys, each keyswitched on its own
+/// (`noise::sim::key_parts`; a softmax's leave-one-out lse's are two).
+pub fn cell_for_budget(p_far: f64, margin_floor: f64, key_parts: u32) -> i32 {
     use crate::noise::formulas::{keyswitch, pbs_modulus_switch};
     use crate::noise::params::NoiseParams;
     use crate::noise::tail::cell_errors;
     let p = NoiseParams::DEFAULT;
-    let sigma = (keyswitch(&p, p.big_lwe_dim(), p.ks, p.lwe_var()) + pbs_modulus_switch(&p)).sqrt();
+    let ks = keyswitch(&p, p.big_lwe_dim(), p.ks, p.lwe_var()) * f64::from(key_parts.max(1));
+    let sigma = (ks + pbs_modulus_switch(&p)).sqrt();
     let fits = |c: i32| cell_errors(sigma / f64::from(c - 64).exp2()).far_worst <= p_far;
     (min_cell_log2(margin_floor)..62).find(|&c| fits(c)).unwrap_or(62)
 }
@@ -185,9 +188,13 @@ mod noise_floor_tests {
     fn the_failure_budget_sets_the_cell() {
         use super::{cell_for_budget, HORIZON_PBS};
         // 2^-40 over 2^32 bootstraps: 2^57 cells land further ~3e-7 at the edge, 2^58 ~1e-23.
-        assert_eq!(cell_for_budget(2f64.powi(-41) / HORIZON_PBS, 1.25), 58);
+        assert_eq!(cell_for_budget(2f64.powi(-41) / HORIZON_PBS, 1.25, 1), 58);
         // A budget of 1e-6 per bootstrap is met by 2^57 cells at the centre but not the edge.
-        assert_eq!(cell_for_budget(1e-6, 1.25), 57);
-        assert_eq!(cell_for_budget(1e-30, 1.25), 59);
+        assert_eq!(cell_for_budget(1e-6, 1.25, 1), 57);
+        assert_eq!(cell_for_budget(1e-30, 1.25, 1), 59);
+        // Two keyswitched parts (σ 2^54.77): 2^58 cells land further 2.3e-21 at the edge,
+        // over 2^-40 spread on 2^32 bootstraps, within 2^-35.
+        assert_eq!(cell_for_budget(2f64.powi(-41) / HORIZON_PBS, 1.25, 2), 59);
+        assert_eq!(cell_for_budget(2f64.powi(-36) / HORIZON_PBS, 1.25, 2), 58);
     }
 }

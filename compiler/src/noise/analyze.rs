@@ -202,6 +202,8 @@ struct Cx<'a> {
     /// Mean of `xq²` per input.
     feature_ms: Vec<f64>,
     op: OpNoise,
+    /// Keys every register is a sum over (`sim::key_parts`).
+    key_parts: Vec<u32>,
 }
 
 impl<'a> Cx<'a> {
@@ -213,7 +215,7 @@ impl<'a> Cx<'a> {
             .map(|(i, inp)| opts.feature_ms.get(i).copied().flatten().unwrap_or_else(|| uniform_ms(inp.qmin, inp.qmax)))
             .collect();
         let op = OpNoise::new(p);
-        Cx { plan, p, p_fail: opts.p_fail, feature_ms, op }
+        Cx { plan, p, p_fail: opts.p_fail, feature_ms, op, key_parts: super::sim::key_parts(plan) }
     }
 
     /// `‖μ‖²` of each data polynomial of a `DataPoly` tensor for `input`: the features
@@ -307,6 +309,12 @@ impl<'a> Cx<'a> {
                     get(a, &out.regs).zip(get(b, &out.regs)).map(|(a, b)| a.plus(b))
                 }
                 Inst::AddConst { a, .. } | Inst::Elem { a, .. } | Inst::Bcast { a, .. } => get(a, &out.regs),
+                // Per-register noise is one figure: the noisiest part bounds the vector.
+                Inst::Concat { ref parts, .. } => {
+                    parts.iter().map(|&p| get(p, &out.regs)).try_fold(Growing::fixed(0.0), |m, g| {
+                        g.map(|g| Growing { base: m.base.max(g.base), per_step: m.per_step.max(g.per_step) })
+                    })
+                }
                 Inst::MulInt { a, c, .. } => get(a, &out.regs).map(|v| v.scaled(f::mul_int(1.0, c))),
                 Inst::LabelTerm { lr_scaled, .. } => {
                     // Encrypted at the largest shift, multiplied back by 2^(max − shift):
@@ -368,7 +376,8 @@ impl<'a> Cx<'a> {
 
     fn lut_noise(&self, &(inst, lut, input, v): &(usize, LutId, RegId, Growing), t: f64) -> LutNoise {
         let q = self.p.modulus_log2;
-        let pbs_input = v.plus(Growing::fixed(self.op.before_pbs()));
+        let parts = self.key_parts.get(input.index()).copied().unwrap_or(1);
+        let pbs_input = v.plus(Growing::fixed(self.op.before_pbs_parts(parts)));
         let cells = self.plan.luts.get(lut.index()).map_or(1, |l| l.table.len().max(1));
         // A table covers half the torus: a cell is 1/(2·cells) of it.
         let width = 1.0 / (2.0 * cells as f64);

@@ -41,6 +41,12 @@ impl OpNoise {
         self.keyswitch + self.modulus_switch
     }
 
+    /// [`OpNoise::before_pbs`] for an input that is a sum over `parts` keys: every part
+    /// is keyswitched to the small key on its own (see [`key_parts`]).
+    pub fn before_pbs_parts(&self, parts: u32) -> f64 {
+        self.keyswitch * f64::from(parts.max(1)) + self.modulus_switch
+    }
+
     /// One external product with a data GGSW whose polynomial has `‖μ‖² = mu_norm2`
     /// (the term the ciphertext it multiplies brings is inherited, not included).
     pub fn external_product(&self, mu_norm2: f64) -> f64 {
@@ -81,4 +87,29 @@ impl OpNoise {
     pub fn std_units(&self, var: f64) -> f64 {
         var.max(0.0).sqrt() * f64::from(self.params.modulus_log2).exp2()
     }
+}
+
+/// Per register, how many big keys its value is a sum over on the encrypted backend:
+/// data products are under the data key, bootstrap outputs under the PBS key, and
+/// there is no LWE keyswitch back from the PBS key, so `logit + softplus(…)` stays a
+/// sum of two parts until the next bootstrap keyswitches each (two keyswitches' noise).
+/// Client-encrypted terms join whichever key they are combined with.
+pub fn key_parts(plan: &crate::plan::Plan) -> Vec<u32> {
+    use crate::plan::Inst;
+    const DATA: u8 = 1;
+    const PBS: u8 = 2;
+    let mut k = vec![0u8; plan.regs.len()];
+    for inst in &plan.sample {
+        let from = |k: &[u8], rs: &[crate::plan::RegId]| rs.iter().fold(0, |m, r| m | k[r.index()]);
+        let v = match inst {
+            Inst::DataMatVec { .. } => DATA,
+            Inst::LabelTerm { .. } => 0,
+            Inst::Lut { .. } | Inst::MatVec { .. } | Inst::MatVecT { .. } | Inst::Mul { .. } => PBS,
+            other => from(&k, &other.reads()),
+        };
+        if let Some(out) = inst.out() {
+            k[out.index()] = v;
+        }
+    }
+    k.into_iter().map(|m| (m.count_ones()).max(1)).collect()
 }

@@ -245,7 +245,13 @@ pub fn build_with(plan: &Plan, source: Option<&str>, opts: &ReportOptions) -> Re
         .luts
         .iter()
         .enumerate()
-        .map(|(i, l)| (l, noise.luts.iter().find(|n| n.lut.index() == i)))
+        // A table applied several times (a softmax's softplus) is reported at its
+        // noisiest input.
+        .map(|(i, l)| {
+            let worst =
+                noise.luts.iter().filter(|n| n.lut.index() == i).max_by(|a, b| a.log2_std.total_cmp(&b.log2_std));
+            (l, worst)
+        })
         .map(|(l, n)| LutRow {
             name: l.name.clone(),
             func: l.func.clone(),
@@ -409,6 +415,7 @@ fn op_name(plan: &Plan, inst: &Inst) -> String {
         Inst::LabelTerm { label, .. } => format!("label term {}", plan.labels[label.index()].name),
         Inst::Elem { a, index, .. } => format!("{}[{index}]", r(*a)),
         Inst::Bcast { a, .. } => format!("broadcast {}", r(*a)),
+        Inst::Concat { parts, .. } => format!("[{}]", parts.iter().map(|p| r(*p)).collect::<Vec<_>>().join(", ")),
         Inst::DataOuterAcc { grad, e, input } => {
             format!("{} += {} ⊗ {}", t(*grad), r(*e), plan.inputs[input.index()].name)
         }

@@ -2,10 +2,11 @@
 //!
 //! Run once before any ciphertext work so that an unsupported instruction or an
 //! inconsistent plan is an error up front, never a panic halfway through an epoch.
-//! Key inference: every register is a vector of LWE ciphertexts under one key of the
-//! chain (see [`super::keys`]): `DataMatVec` outputs are under the data key, `Lut`
-//! outputs under the PBS key, levelled ops keep their operand's key, and a `LabelTerm`
-//! takes the key of whatever it is combined with (the client encrypts it under that key).
+//! Key inference: every register is a sum of LWE vectors under the keys of the chain
+//! (see [`super::keys`] and [`super::value`]): `DataMatVec` outputs are under the data
+//! key, `Lut` outputs under the PBS key, levelled ops take the union of their operands'
+//! keys, and a `LabelTerm` takes one key of whatever it is combined with (the client
+//! encrypts it under that key; the PBS key when there is a choice).
 
 use super::error::{invalid, TfheError};
 use super::ggsw::Direction;
@@ -28,8 +29,11 @@ pub struct DataNeed {
 /// What the client must encrypt and the server may assume, derived from a plan.
 #[derive(Clone, Debug)]
 pub struct PlanInfo {
-    /// Key of every register of the sample program.
+    /// Key of every register of the sample program: the one key of a single-key
+    /// register (what the client encrypts a label term under), the PBS key for a sum.
     pub reg_keys: Vec<KeyKind>,
+    /// Whether a register is a sum under both big keys (see [`super::value`]).
+    pub reg_mixed: Vec<bool>,
     /// Data GGSW families, in first-use order.
     pub needs: Vec<DataNeed>,
     /// Indices in `plan.sample` of the `LabelTerm` instructions, in order.
@@ -45,8 +49,10 @@ impl PlanInfo {
         check_luts(plan, n)?;
         check_tensors(plan, n)?;
         check_refresh(plan)?;
-        let reg_keys = infer_keys(plan)?;
-        let mut info = PlanInfo { reg_keys, needs: Vec::new(), label_terms: Vec::new() };
+        let sets = infer_keys(plan)?;
+        let reg_keys = sets.iter().map(|s| if s.data && !s.pbs { KeyKind::Data } else { KeyKind::Pbs }).collect();
+        let reg_mixed = sets.iter().map(|s| s.data && s.pbs).collect();
+        let mut info = PlanInfo { reg_keys, reg_mixed, needs: Vec::new(), label_terms: Vec::new() };
         let mut written = Vec::new();
         let mut read = Vec::new();
         for (i, inst) in plan.sample.iter().enumerate() {
@@ -115,7 +121,7 @@ impl PlanInfo {
                 }
                 let dir =
                     if matches!(inst, Inst::DataMatVec { .. }) { Direction::Forward } else { Direction::Backward };
-                if dir == Direction::Backward && key(out) != KeyKind::Pbs {
+                if dir == Direction::Backward && (key(out) != KeyKind::Pbs || self.reg_mixed[out.index()]) {
                     return Err(TfheError::Unsupported {
                         what: at(),
                         why: format!("the error register is under the {}; only bootstrap outputs can be packed (no key is packed under itself)", key(out)),
@@ -171,6 +177,15 @@ impl PlanInfo {
                     return Err(invalid(format!("{}: broadcast of a non-scalar", at())));
                 }
             }
+            Inst::Concat { ref parts, out } => {
+                let mut total = 0;
+                for &p in parts {
+                    total += len(p)?;
+                }
+                if total != len(out)? {
+                    return Err(invalid(format!("{}: parts of {total} elements into {}", at(), len(out)?)));
+                }
+            }
             Inst::Mul { .. } | Inst::MatVec { .. } | Inst::MatVecT { .. } | Inst::OuterAcc { .. } => {
                 return Err(TfheError::Unsupported {
                     what: at(),
@@ -200,6 +215,7 @@ pub(crate) fn inst_name(inst: &Inst) -> &'static str {
         Inst::LabelTerm { .. } => "LabelTerm",
         Inst::Elem { .. } => "Elem",
         Inst::Bcast { .. } => "Bcast",
+        Inst::Concat { .. } => "Concat",
         Inst::DataOuterAcc { .. } => "DataOuterAcc",
         Inst::OuterAcc { .. } => "OuterAcc",
     }
@@ -303,10 +319,38 @@ fn check_step(plan: &Plan, s: &StepInst) -> Result<(), TfheError> {
     }
 }
 
-/// Key of every register; unresolved label terms default to the PBS key (they are
-/// meant to be combined with bootstrap outputs).
-fn infer_keys(plan: &Plan) -> Result<Vec<KeyKind>, TfheError> {
-    let mut keys: Vec<Option<KeyKind>> = vec![None; plan.regs.len()];
+/// The big keys a register is a sum over.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct KeySet {
+    data: bool,
+    pbs: bool,
+}
+
+impl KeySet {
+    const DATA: KeySet = KeySet { data: true, pbs: false };
+    const PBS: KeySet = KeySet { data: false, pbs: true };
+    fn known(self) -> bool {
+        self.data || self.pbs
+    }
+    fn union(self, o: KeySet) -> KeySet {
+        KeySet { data: self.data || o.data, pbs: self.pbs || o.pbs }
+    }
+    /// The one key a client-encrypted term combined with `self` is encrypted under.
+    fn one(self) -> KeySet {
+        if self.pbs {
+            KeySet::PBS
+        } else {
+            self
+        }
+    }
+}
+
+/// Keys of every register: data products under the data key, bootstraps under the PBS
+/// key, levelled ops the union of their operands'. A label term has no key of its own:
+/// it takes one from the register it is combined with (iterate to a fixpoint; label
+/// terms never used get the PBS key).
+fn infer_keys(plan: &Plan) -> Result<Vec<KeySet>, TfheError> {
+    let mut keys: Vec<KeySet> = vec![KeySet::default(); plan.regs.len()];
     let reg = |r: RegId| {
         if r.index() < plan.regs.len() {
             Ok(r.index())
@@ -314,50 +358,53 @@ fn infer_keys(plan: &Plan) -> Result<Vec<KeyKind>, TfheError> {
             Err(invalid(format!("register {} out of range", r.0)))
         }
     };
-    // Label registers only get a key from their users: iterate to a fixpoint (the
-    // program is short; two passes suffice for straight-line code).
+    let labels: Vec<usize> = plan
+        .sample
+        .iter()
+        .filter_map(|i| match *i {
+            Inst::LabelTerm { out, .. } => Some(out.index()),
+            _ => None,
+        })
+        .collect();
     for _ in 0..plan.sample.len() + 1 {
-        let mut changed = false;
-        let mut set = |keys: &mut Vec<Option<KeyKind>>, r: usize, k: Option<KeyKind>| -> Result<(), TfheError> {
-            match (keys[r], k) {
-                (_, None) => Ok(()),
-                (None, Some(k)) => {
-                    keys[r] = Some(k);
-                    changed = true;
-                    Ok(())
-                }
-                (Some(a), Some(b)) if a == b => Ok(()),
-                (Some(a), Some(b)) => {
-                    Err(invalid(format!("register `{}` would be under two keys ({a} and {b})", plan.regs[r].name)))
-                }
-            }
-        };
+        let before = keys.clone();
         for inst in &plan.sample {
             match *inst {
-                Inst::DataMatVec { out, .. } => set(&mut keys, reg(out)?, Some(KeyKind::Data))?,
-                Inst::Lut { out, .. } => set(&mut keys, reg(out)?, Some(KeyKind::Pbs))?,
+                Inst::DataMatVec { out, .. } => keys[reg(out)?] = KeySet::DATA,
+                Inst::Lut { out, .. } => keys[reg(out)?] = KeySet::PBS,
                 Inst::Add { a, b, out } | Inst::Sub { a, b, out } => {
                     let (a, b, out) = (reg(a)?, reg(b)?, reg(out)?);
-                    let k = keys[a].or(keys[b]).or(keys[out]);
-                    set(&mut keys, a, k)?;
-                    set(&mut keys, b, k)?;
-                    set(&mut keys, out, k)?;
+                    for (l, other) in [(a, b), (b, a)] {
+                        if labels.contains(&l) && !keys[l].known() && keys[other].known() {
+                            keys[l] = keys[other].one();
+                        }
+                    }
+                    keys[out] = keys[out].union(keys[a]).union(keys[b]);
                 }
                 Inst::AddConst { a, out, .. }
                 | Inst::MulInt { a, out, .. }
                 | Inst::Elem { a, out, .. }
                 | Inst::Bcast { a, out } => {
                     let (a, out) = (reg(a)?, reg(out)?);
-                    let k = keys[a].or(keys[out]);
-                    set(&mut keys, a, k)?;
-                    set(&mut keys, out, k)?;
+                    keys[out] = keys[out].union(keys[a]);
+                }
+                Inst::Concat { ref parts, out } => {
+                    let out = reg(out)?;
+                    for &p in parts {
+                        keys[out] = keys[out].union(keys[reg(p)?]);
+                    }
                 }
                 _ => {}
             }
         }
-        if !changed {
+        if keys == before {
             break;
         }
     }
-    Ok(keys.into_iter().map(|k| k.unwrap_or(KeyKind::Pbs)).collect())
+    for &l in &labels {
+        if !keys[l].known() {
+            keys[l] = KeySet::PBS;
+        }
+    }
+    Ok(keys)
 }

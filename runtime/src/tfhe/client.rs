@@ -38,6 +38,15 @@ impl ClientKey {
         v.cts.iter().map(|ct| decrypt_lwe_ciphertext(&sk, ct).0).collect()
     }
 
+    /// Phases of a register that may be a sum under several keys (the parts' sum).
+    pub fn decrypt_value(&self, v: &super::value::Value) -> Vec<u64> {
+        let mut out = vec![0u64; v.len()];
+        for part in v.parts() {
+            out.iter_mut().zip(self.decrypt_lwe_vec(part)).for_each(|(o, p)| *o = o.wrapping_add(p));
+        }
+        out
+    }
+
     /// Phase of one LWE under `key`.
     pub fn decrypt_lwe(&self, key: KeyKind, ct: &Lwe) -> u64 {
         decrypt_lwe_ciphertext(&self.lwe_key(key), ct).0

@@ -14,6 +14,7 @@ use super::keys::{KeyKind, ServerKeys};
 use super::ops::{self, Scratch};
 use super::pack::pack_batched;
 use super::stats::{Stats, StatsSnapshot, Work};
+use super::value::Value;
 use blindtuner_compiler::plan::{Inst, Layout, LutId, Plan, RegId, StepInst, TensorId};
 use rayon::prelude::*;
 use std::time::Instant;
@@ -31,7 +32,7 @@ pub type LutTrace = Vec<(usize, Vec<Lwe>)>;
 /// Everything one sample program produced.
 pub struct SampleRun {
     /// Final value of every register (`None`: never written).
-    pub regs: Vec<Option<LweVec>>,
+    pub regs: Vec<Option<Value>>,
     /// For every `Lut` instruction (index in `plan.sample`), the bootstrap inputs after
     /// keyswitch and offset (small key): with the client key, `pbs_index` tells which
     /// cell each bootstrap selected.
@@ -136,7 +137,7 @@ impl<'a> Server<'a> {
         let p = self.keys.params();
         let fft = self.fft.as_view();
         let mut scratch = Scratch::new();
-        let mut regs: Vec<Option<LweVec>> = vec![None; self.plan.regs.len()];
+        let mut regs: Vec<Option<Value>> = vec![None; self.plan.regs.len()];
         let mut lut_inputs = Vec::new();
         let mut grads: Vec<(TensorId, Vec<Glwe>)> = Vec::new();
         for (i, inst) in self.plan.sample.iter().enumerate().take(upto) {
@@ -156,37 +157,26 @@ impl<'a> Server<'a> {
                     }
                     let cts = ops::extract(p, &acc, self.plan.regs[out.index()].len);
                     self.stats.record(Work::ExternalProduct, t0);
-                    Some((out, LweVec { key: KeyKind::Data, cts }))
+                    Some((out, LweVec { key: KeyKind::Data, cts }.into()))
                 }
                 Inst::Lut { lut, input, out } => {
                     let (v, small) = self.lut_with(lut, get(input)?, &mut scratch)?;
                     lut_inputs.push((i, small));
-                    Some((out, v))
+                    Some((out, v.into()))
                 }
                 Inst::Add { a, b, out } | Inst::Sub { a, b, out } => {
-                    let (a, b) = (get(a)?, get(b)?);
-                    if a.key != b.key {
-                        return Err(invalid(format!("sample instruction {i}: operands under {} and {}", a.key, b.key)));
-                    }
-                    let add = matches!(inst, Inst::Add { .. });
-                    let mut r = a.clone();
-                    for (x, y) in r.cts.iter_mut().zip(&b.cts) {
-                        if add {
-                            lwe_ciphertext_add_assign(x, y);
-                        } else {
-                            lwe_ciphertext_sub_assign(x, y);
-                        }
-                    }
+                    let sub = matches!(inst, Inst::Sub { .. });
+                    let r = get(a)?.add(get(b)?, sub).map_err(|e| invalid(format!("sample instruction {i}: {e}")))?;
                     Some((out, r))
                 }
                 Inst::AddConst { a, c, out } => {
                     let mut r = get(a)?.clone();
-                    r.cts.iter_mut().for_each(|x| lwe_ciphertext_plaintext_add_assign(x, Plaintext(c)));
+                    r.add_plaintext(c);
                     Some((out, r))
                 }
                 Inst::MulInt { a, c, out } => {
                     let mut r = get(a)?.clone();
-                    r.cts.iter_mut().for_each(|x| lwe_ciphertext_cleartext_mul_assign(x, Cleartext(c as u64)));
+                    r.mul_int(c);
                     Some((out, r))
                 }
                 Inst::LabelTerm { out, lr_scaled, .. } => {
@@ -199,19 +189,21 @@ impl<'a> Server<'a> {
                         let factor = 1u64 << (self.max_lr_shift - self.lr_shift);
                         l.cts.iter_mut().for_each(|x| lwe_ciphertext_cleartext_mul_assign(x, Cleartext(factor)));
                     }
-                    Some((out, l))
+                    Some((out, l.into()))
                 }
-                Inst::Elem { a, index, out } => {
-                    let a = get(a)?;
-                    Some((out, LweVec { key: a.key, cts: vec![a.cts[index].clone()] }))
-                }
-                Inst::Bcast { a, out } => {
-                    let a = get(a)?;
-                    let len = self.plan.regs[out.index()].len;
-                    Some((out, LweVec { key: a.key, cts: vec![a.cts[0].clone(); len] }))
+                Inst::Elem { a, index, out } => Some((out, get(a)?.elem(index)?)),
+                Inst::Bcast { a, out } => Some((out, get(a)?.bcast(self.plan.regs[out.index()].len))),
+                Inst::Concat { ref parts, out } => {
+                    let values = parts.iter().map(|&p| get(p)).collect::<Result<Vec<_>, _>>()?;
+                    Some((out, Value::concat(&values)?))
                 }
                 Inst::DataOuterAcc { grad, e, .. } => {
-                    let e = get(e)?;
+                    let e = match get(e)?.single() {
+                        Some(e) if e.key == KeyKind::Pbs => e,
+                        _ => {
+                            return Err(invalid(format!("sample instruction {i}: the error is not a bootstrap output")))
+                        }
+                    };
                     let ggsw = self.ggsw_for(s, grad, Direction::Backward)?;
                     let t0 = Instant::now();
                     let mut packed = ops::zero_glwe(p);
@@ -253,16 +245,25 @@ impl<'a> Server<'a> {
     /// Evaluate LUT `lut` on every element of `x` (keyswitch, offset, batch PBS).
     /// Also returns the bootstrap inputs (small key), see [`SampleRun::lut_inputs`].
     pub fn lut(&self, lut: LutId, x: &LweVec) -> Result<(LweVec, Vec<Lwe>), TfheError> {
-        self.lut_with(lut, x, &mut Scratch::new())
+        self.lut_with(lut, &Value::from(x.clone()), &mut Scratch::new())
     }
 
-    fn lut_with(&self, lut: LutId, x: &LweVec, scratch: &mut Scratch) -> Result<(LweVec, Vec<Lwe>), TfheError> {
+    /// Every part of `x` is keyswitched to the small key, where the parts add up.
+    fn lut_with(&self, lut: LutId, x: &Value, scratch: &mut Scratch) -> Result<(LweVec, Vec<Lwe>), TfheError> {
         let p = self.keys.params();
         let def = self.plan.luts.get(lut.index()).ok_or_else(|| invalid(format!("no lut {}", lut.0)))?;
-        let ksk = self.keys.ksk_from(x.key).ok_or_else(|| invalid("LUT input already under the small key"))?;
-        check_lwes(x, x.key, x.cts.len(), p.big_lwe_dim().0, "LUT input")?;
         let t0 = Instant::now();
-        let small = ops::keyswitch_offset(ksk, &x.cts, def.offset);
+        let mut small: Vec<Lwe> = Vec::new();
+        for (j, part) in x.parts().iter().enumerate() {
+            let ksk = self.keys.ksk_from(part.key).ok_or_else(|| invalid("LUT input already under the small key"))?;
+            check_lwes(part, part.key, x.len(), p.big_lwe_dim().0, "LUT input")?;
+            let ks = ops::keyswitch_offset(ksk, &part.cts, if j == 0 { def.offset } else { 0 });
+            if j == 0 {
+                small = ks;
+            } else {
+                small.iter_mut().zip(&ks).for_each(|(a, b)| lwe_ciphertext_add_assign(a, b));
+            }
+        }
         self.stats.record(Work::Keyswitch, t0);
         let t0 = Instant::now();
         let cts =
@@ -279,7 +280,8 @@ impl<'a> Server<'a> {
         run.regs
             .get_mut(self.plan.logits.index())
             .and_then(Option::take)
-            .ok_or_else(|| invalid("the forward program does not write the logits register"))
+            .ok_or_else(|| invalid("the forward program does not write the logits register"))?
+            .into_single("the logits register")
     }
 
     /// Inference on many samples in parallel; logits in sample order.

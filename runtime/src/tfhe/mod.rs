@@ -6,6 +6,7 @@
 //! * [`ggsw`] — polynomial GGSW encryption of the client's data;
 //! * [`client`] — sample/model encryption and decryption (client side);
 //! * [`analysis`] — plan checks and key inference; [`exec`] — the server interpreter;
+//! * [`value`] — a register's value: one LWE vector per key it is a sum over;
 //! * [`refresh`] — multi-digit bootstrap of the weights on the compiler's schedule;
 //! * [`average`] — tail averaging: encrypted running sums, unwrapped by the client;
 //! * [`lockstep`] — the clear backend following an encrypted run cell for cell (verification);
@@ -33,6 +34,7 @@ pub mod params;
 pub(crate) mod refresh;
 pub mod rng;
 pub mod stats;
+pub mod value;
 
 pub use analysis::PlanInfo;
 pub use cipher::{EncDataset, EncMean, EncModel, EncSample, EncTensor, LweVec};
