@@ -174,7 +174,8 @@ fn run_json_is_one_object_with_the_contract_keys() {
         assert!(v.get(key).is_some(), "missing {key}: {out}");
     }
     assert_eq!(v["steps"].as_u64(), Some(25), "200 samples / batch 8");
-    assert_eq!(v["pbs_count"].as_u64(), Some(200 * 5), "k PBS per sample");
+    // k PBS per sample, plus the loss program (2k) on the samples of steps 0 and 21.
+    assert_eq!(v["pbs_count"].as_u64(), Some(200 * 5 + 2 * 8 * 10), "k PBS per sample and the loss");
 }
 
 #[test]
@@ -229,9 +230,10 @@ fn simulate_backend_reports_where_bootstraps_landed() {
     assert!(out.status.success(), "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("one JSON object");
     assert_eq!(v["backend"], "simulate");
-    // 400 samples × 2 epochs × k = 5 bootstraps, every one tallied.
-    assert_eq!(v["simulated_pbs"], 4000);
-    let rate = v["pbs_one_cell_off"].as_f64().unwrap_or(0.0) / 4000.0;
+    // 400 samples × 2 epochs × k = 5 bootstraps and the loss program's 2k on the
+    // samples of steps 0, 21 and 42 of each epoch, every one tallied.
+    assert_eq!(v["simulated_pbs"], 4000 + 2 * 3 * 8 * 10);
+    let rate = v["pbs_one_cell_off"].as_f64().unwrap_or(0.0) / 4480.0;
     let predicted = v["predicted_one_cell_off_rate"].as_f64().unwrap_or(0.0);
     assert!((rate - predicted).abs() < 0.04, "one cell off {rate}, predicted {predicted}");
     assert_eq!(v["one_cell_off_rate_per_epoch"].as_array().map(Vec::len), Some(2));

@@ -60,8 +60,14 @@ fn run_tfhe_json_has_the_contract_keys_and_counted_pbs() {
     // One epoch never decays the rate: the compiler's key is the cheaper 12x3, and the
     // JSON names the set the run used.
     assert!(v["param_set"].as_str().is_some_and(|id| id.contains("-bsk12x3-")), "{}", v["param_set"]);
-    // k = 5 sigmoid LUTs per sample, counted at the bootstrap calls.
-    assert_eq!(v["pbs_count"].as_u64(), Some(16 * 5));
+    // k = 5 sigmoid LUTs per sample, counted at the bootstrap calls, and the loss
+    // program's 2k on the 8 samples of step 0 (the only measured step of 2).
+    assert_eq!(v["pbs_count"].as_u64(), Some(16 * 5 + 8 * 10));
+    // The training loss, measured under encryption and decrypted, beside the clear
+    // backend's run of the same program (bootstrap noise and one-cell-off landings apart).
+    let (enc, clear) = (&v["loss_per_epoch"][0], &v["clear_loss_per_epoch"][0]);
+    let (enc, clear) = (enc.as_f64().unwrap_or(f64::NAN), clear.as_f64().unwrap_or(f64::NAN));
+    assert!((enc - clear).abs() < 0.5 && enc > 0.0, "encrypted loss {enc}, clear {clear}");
     assert_eq!(v["steps"].as_u64(), Some(2), "16 samples in batches of 8");
     let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
     assert!(f("reference_pbs_seconds") > 0.0 && f("peak_pbs_per_second") > 0.0);
@@ -112,6 +118,7 @@ fn train_command_runs_on_files_and_refuses_other_keys() {
     assert!(weights.exists());
     // The bundled spec averages its last 2 epochs; a 1-epoch run averages its only step.
     assert!(out.contains("mean of the last 1 step(s) (`average = 2`)"), "{out}");
+    assert!(out.contains("training loss, measured under encryption") && out.contains("epoch   1"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -55,8 +55,39 @@ pub struct Plan {
     /// Per-step program, after every sample of the batch has accumulated.
     pub step: Vec<StepInst>,
     pub train: PlanTrain,
+    /// The training loss measured under encryption (the data owner decrypts its curve).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<PlanLoss>,
     /// Ranges the compiler could not prove and assumes (reported, counted at run time).
     pub assumptions: Vec<Assumption>,
+}
+
+/// The training loss under encryption: a per-sample program whose bootstraps read the
+/// label as a half-torus offset of their input (`loss_c = h(u_c) + (1 − 2y_c)·T(u_c)`,
+/// the negacyclic half reads `−T`), run on the samples of every `every`-th step of an
+/// epoch; the server adds the results into one sum per epoch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlanLoss {
+    /// Runs after `sample` (reading its registers) on every sample of a measured step.
+    pub program: Vec<Inst>,
+    /// Scalar register: the sample's loss (its format has room for 2^15 summed samples).
+    pub reg: RegId,
+    /// Measured steps: those whose index in their epoch is a multiple of `every`,
+    /// chosen so the program adds at most 10 % to the training bootstraps.
+    pub every: usize,
+}
+
+impl PlanLoss {
+    pub fn measured(&self, step_in_epoch: usize) -> bool {
+        step_in_epoch.is_multiple_of(self.every.max(1))
+    }
+
+    /// Samples measured in an epoch of `n` samples in batches of `batch`.
+    pub fn samples_per_epoch(&self, n: usize, batch: usize) -> u64 {
+        let batch = batch.max(1);
+        let steps = n.div_ceil(batch);
+        (0..steps).filter(|&s| self.measured(s)).map(|s| (n - s * batch).min(batch) as u64).sum()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -583,6 +614,20 @@ impl PlanTrain {
 }
 
 impl Plan {
+    /// Instruction `i` of the sample program followed by the loss program (one index
+    /// space: the loss program's instructions come after `sample`).
+    pub fn inst(&self, i: usize) -> Option<&Inst> {
+        match i.checked_sub(self.sample.len()) {
+            None => self.sample.get(i),
+            Some(j) => self.loss.as_ref().and_then(|l| l.program.get(j)),
+        }
+    }
+
+    /// The sample program, then the loss program.
+    pub fn all_insts(&self) -> impl Iterator<Item = &Inst> {
+        self.sample.iter().chain(self.loss.iter().flat_map(|l| l.program.iter()))
+    }
+
     /// Bootstraps of one run of refresh `r`: `digits` per coefficient of its tensor.
     pub fn refresh_pbs_each(&self, r: &Refresh) -> u64 {
         self.tensors.get(r.tensor.index()).map_or(0, |t| (t.rows * t.cols) as u64 * u64::from(r.digits()))

@@ -250,6 +250,18 @@ impl<'p> Machine<'p> {
         }
     }
 
+    /// The loss program (`Plan::loss`) after [`Machine::run_sample`] of the same sample:
+    /// the sample's loss as a torus value of the loss register's format.
+    pub fn run_loss(&mut self, s: &QSample) -> Option<u64> {
+        let plan = self.plan;
+        let loss = plan.loss.as_ref()?;
+        for (j, inst) in loss.program.iter().enumerate() {
+            self.pc = plan.sample.len() + j;
+            self.exec(inst, s);
+        }
+        self.regs[loss.reg.index()].first().copied()
+    }
+
     /// [`Machine::run_sample`], but every bootstrap of `Lut` instruction `i` lands in
     /// `cells[&i][element]` (the cells an encrypted run selected, recovered with the
     /// client key) instead of the noise-free cell. Both choices are logged in
@@ -258,6 +270,16 @@ impl<'p> Machine<'p> {
         self.forced = cells;
         self.run_sample(s);
         self.forced.clear();
+    }
+
+    /// [`Machine::run_sample_forced`], then the loss program with its forced cells too
+    /// (they are keyed by `Plan::inst` index); returns the sample's loss.
+    pub fn run_sample_and_loss_forced(&mut self, s: &QSample, cells: BTreeMap<usize, Vec<usize>>) -> Option<u64> {
+        self.forced = cells;
+        self.run_sample(s);
+        let loss = self.run_loss(s);
+        self.forced.clear();
+        loss
     }
 
     /// The per-step program (after every sample of the batch has accumulated).

@@ -10,7 +10,7 @@ use crate::data::Dataset;
 use crate::order;
 use crate::simulate::{CellTally, Injector};
 use blindtuner_compiler::lower::cost::costs;
-use blindtuner_compiler::plan::{round_mean, Plan, TensorRole};
+use blindtuner_compiler::plan::{round_mean, Format, Plan, TensorRole};
 use blindtuner_compiler::spec::LossKind;
 use std::time::Instant;
 
@@ -50,6 +50,9 @@ pub struct TrainReport {
     pub clamped: Vec<Vec<u64>>,
     /// Mean training loss per epoch (f64 from the clear logits, before each update).
     pub loss_per_epoch: Vec<f64>,
+    /// The plan's loss program (what the encrypted run measures): per epoch, the
+    /// mean over the measured samples (`Plan::loss`), empty without one.
+    pub plan_loss_per_epoch: Vec<f64>,
     /// Trained tensors (torus values), for `decode_weights` / `predict`.
     pub tensors: Vec<Vec<u64>>,
     /// Simulated runs: where the noisy bootstraps landed, over the run and per epoch
@@ -72,6 +75,8 @@ pub fn train(plan: &Plan, train: &Dataset, test: Option<&Dataset>, opts: &TrainO
     let mut order: Vec<usize> = (0..qtrain.len()).collect();
     let (mut steps, mut samples) = (0usize, 0usize);
     let mut loss_per_epoch = Vec::with_capacity(epochs);
+    let mut plan_loss_per_epoch = Vec::with_capacity(epochs);
+    let mut loss_samples = 0u64;
     let mut cells_per_epoch = Vec::new();
     let mut cells_before = CellTally::default();
     let mut mean = Average::new(plan, epochs);
@@ -79,12 +84,19 @@ pub fn train(plan: &Plan, train: &Dataset, test: Option<&Dataset>, opts: &TrainO
         m.lr_shift = plan.train.lr_shift(epoch);
         order::shuffle_epoch(plan.train.seed, epoch, &mut order);
         let mut loss = 0.0;
-        for range in order::batches(order.len(), batch) {
+        let mut measured = LossSum::default();
+        for (si, range) in order::batches(order.len(), batch).enumerate() {
             let chunk = &order[range];
+            let measure = plan.loss.as_ref().is_some_and(|l| l.measured(si));
             for &i in chunk {
                 m.run_sample(&qtrain[i]);
                 if let Some(kind) = opts.loss {
                     loss += loss_value(kind, &m.logits(), train.y[i]);
+                }
+                if measure {
+                    if let Some(t) = m.run_loss(&qtrain[i]) {
+                        measured.add(t);
+                    }
                 }
             }
             m.run_step();
@@ -93,6 +105,10 @@ pub fn train(plan: &Plan, train: &Dataset, test: Option<&Dataset>, opts: &TrainO
             samples += chunk.len();
         }
         loss_per_epoch.push(loss / qtrain.len().max(1) as f64);
+        if let Some(l) = &plan.loss {
+            plan_loss_per_epoch.push(measured.mean(plan.regs[l.reg.index()].fmt));
+            loss_samples += measured.samples;
+        }
         if let Some(n) = &m.noise {
             cells_per_epoch.push(n.cells.minus(&cells_before));
             cells_before = n.cells;
@@ -123,11 +139,12 @@ pub fn train(plan: &Plan, train: &Dataset, test: Option<&Dataset>, opts: &TrainO
         steps,
         samples,
         train_seconds,
-        pbs_count: c.run_pbs(plan, samples as u64, steps as u64),
+        pbs_count: c.run_pbs(plan, samples as u64, steps as u64) + c.loss_pbs_per_sample * loss_samples,
         external_products: c.external_products_per_sample * samples as u64,
         luts,
         clamped,
         loss_per_epoch,
+        plan_loss_per_epoch,
         cells: noise.map(|n| n.cells),
         cells_per_epoch,
         tensors: m.tensors,
@@ -230,5 +247,23 @@ pub fn loss_value(kind: LossKind, z: &[f64], y: usize) -> f64 {
             let k = z.len().max(1) as f64;
             z.iter().enumerate().map(|(c, &v)| (v - if c == y { 1.0 } else { 0.0 }).powi(2)).sum::<f64>() / k
         }
+    }
+}
+
+/// A sum of per-sample losses on the torus (wrapping, exactly as the server adds them).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LossSum {
+    pub sum: u64,
+    pub samples: u64,
+}
+
+impl LossSum {
+    pub fn add(&mut self, t: u64) {
+        self.sum = self.sum.wrapping_add(t);
+        self.samples += 1;
+    }
+    /// The mean loss, reading the sum in `fmt` (NaN for no samples).
+    pub fn mean(&self, fmt: Format) -> f64 {
+        fmt.to_real(self.sum) / self.samples as f64
     }
 }

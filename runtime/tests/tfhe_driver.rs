@@ -248,7 +248,10 @@ fn pbs_counted_at_the_bootstraps_are_the_plan_cost() {
     let c = costs(&f.plan);
     let samples = (f.enc.samples.len() * f.plan.train.epochs) as u64;
     assert!(c.pbs_per_sample > 0);
-    assert_eq!(full.pbs, c.pbs_per_sample * samples + c.step_pbs * full.steps_done);
+    // Plus the training loss measured under encryption on the plan's measured steps.
+    let loss = c.loss_pbs(&f.plan, f.enc.samples.len(), f.plan.train.epochs);
+    assert!(loss > 0, "the sigmoid head measures its loss");
+    assert_eq!(full.pbs, c.pbs_per_sample * samples + c.step_pbs * full.steps_done + loss);
 }
 
 #[test]

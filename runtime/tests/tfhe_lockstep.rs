@@ -94,7 +94,9 @@ fn lock_step(src: &str, d: usize, steps_per_epoch: usize) {
         ls.set_epoch(epoch);
         let mut srv = Server::new(sk, &plan).expect("server");
         srv.set_epoch(epoch);
-        for _ in 0..steps_per_epoch {
+        for step in 0..steps_per_epoch {
+            srv.set_step(step);
+            ls.set_step(step);
             let qs: Vec<_> = (0..batch)
                 .map(|_| {
                     let x: Vec<f64> = (0..d).map(|_| data.int(-30, 30) as f64 / 8.0).collect();
@@ -113,7 +115,29 @@ fn lock_step(src: &str, d: usize, steps_per_epoch: usize) {
             assert!(check.max_abs < 1 << 47, "weights off by 2^{:.1}", (check.max_abs as f64).log2());
         }
         let per_sample = costs(&plan).pbs_per_sample;
-        assert_eq!(srv.stats().pbs, steps_per_epoch as u64 * batch as u64 * per_sample, "counted at the bootstrap");
+        let loss = costs(&plan).loss_pbs(&plan, steps_per_epoch * batch, 1);
+        assert_eq!(
+            srv.stats().pbs,
+            steps_per_epoch as u64 * batch as u64 * per_sample + loss,
+            "counted at the bootstrap"
+        );
+    }
+    // The training loss measured under encryption: the decrypted per-epoch means equal
+    // the loss program run in the clear on the decrypted state with the same cells, up
+    // to the bootstraps' output noise (2k bootstraps of σ 2^38.5 against the loss's
+    // 2^48 scale: σ ≈ 0.004 per sample).
+    let loss = plan.loss.as_ref().expect("the head measures its loss");
+    let fmt = plan.regs[loss.reg.index()].fmt;
+    let enc_loss = ck.decrypt_loss(&plan, &model).expect("decrypts the loss");
+    assert_eq!(enc_loss.len(), plan.train.epochs, "a loss sum per epoch");
+    for (epoch, mean, n) in enc_loss {
+        let clear = ls.loss[epoch];
+        eprintln!("epoch {epoch}: loss {mean:.4} encrypted, {:.4} clear ({n} samples)", clear.mean(fmt));
+        assert_eq!(n, clear.samples);
+        assert!((mean - clear.mean(fmt)).abs() < 0.02, "epoch {epoch}: {mean} vs {}", clear.mean(fmt));
+        // The d = 768 head's random logits lie far beyond the tables' window, where
+        // the loss wraps (the clear run agrees); the others read a few nats.
+        assert!(d > 64 || (mean > 0.05 && mean < 10.0), "a cross-entropy of a few nats: {mean}");
     }
     let (cells, own) = (ls.cells, ls.landings);
     eprintln!(

@@ -144,7 +144,11 @@ fn the_driver_refreshes_on_schedule_and_resumes_bit_identical() {
     let cfg = DriverConfig { checkpoint: None, checkpoint_every: Duration::from_secs(3600) };
     let full = driver::train(&plan, sk, &enc, fresh(), &cfg, &mut Silent).expect("trains").state;
     assert_eq!(full.steps_done, 4);
-    assert_eq!(full.pbs, costs(&plan).pbs_per_sample * 8 + plan.refresh_pbs(4));
+    let c = costs(&plan);
+    assert_eq!(
+        full.pbs,
+        c.pbs_per_sample * 8 + plan.refresh_pbs(4) + c.loss_pbs(&plan, enc.samples.len(), plan.train.epochs)
+    );
     assert_eq!(plan.refresh_pbs(4), 2 * 14 * u64::from(r.digits()));
 
     struct Kill(u64);
@@ -258,7 +262,7 @@ train mom {
     let plan = pipeline::run(spec, None).expect("lowers").plan.expect("plan");
     assert_eq!(plan.step.iter().filter(|s| matches!(s, StepInst::Rescale { .. })).count(), 2);
     let (ck, sk) = keys();
-    let server = Server::new(sk, &plan).expect("nesterov runs on tfhe");
+    let mut server = Server::new(sk, &plan).expect("nesterov runs on tfhe");
     let info = server.info().clone();
     let mut counters = Counters::new(&plan);
     let mut crng = CryptoRng::from_seed(9);
@@ -275,9 +279,10 @@ train mom {
     let before = server.stats().pbs;
     let w = plan.tensors.iter().position(|t| t.role == TensorRole::Param).expect("W");
     let scale = plan.tensors[w].fmt.scale;
-    for range in order::batches(qs.len(), plan.train.batch) {
+    for (step, range) in order::batches(qs.len(), plan.train.batch).enumerate() {
         let bq: Vec<_> = ord[range.clone()].iter().map(|&i| qs[i].clone()).collect();
         let be: Vec<_> = ord[range].iter().map(|&i| enc[i].clone()).collect();
+        server.set_step(step);
         let traces = server.train_batch(&mut model, &be).expect("step");
         let c = ls.step(ck, &bq, &traces, &model).expect("lock-step");
         // The momentum carries the levelled noise (its bits below the noise are read as
@@ -285,7 +290,7 @@ train mom {
         assert!((c.max_abs as f64) < 2f64.powi(scale - 8), "step {}: 2^{:.1}", ls.steps, (c.max_abs as f64).log2());
     }
     let c = costs(&plan);
-    assert_eq!(server.stats().pbs - before, c.pbs_per_sample * 4 + c.step_pbs * 2);
+    assert_eq!(server.stats().pbs - before, c.pbs_per_sample * 4 + c.step_pbs * 2 + c.loss_pbs(&plan, 4, 1));
     assert!(c.step_pbs > 0);
     // The head trained.
     let dec = ck.decrypt_iterate(&plan, &model).expect("decrypts");

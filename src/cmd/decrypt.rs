@@ -76,6 +76,13 @@ pub fn run(args: &DecryptArgs) -> Result<(), CliError> {
     if let Some(mean) = &model.mean {
         println!("  parameters: mean of the last {} step(s) (`average = {}`)", mean.steps, out.plan.train.average);
     }
+    let loss = ck.decrypt_loss(&out.plan, &model).map_err(|e| CliError::user(e.to_string()))?;
+    if let Some(l) = out.plan.loss.as_ref().filter(|_| !loss.is_empty()) {
+        println!("  training loss, measured under encryption (every {}. step's samples):", l.every);
+        for (epoch, mean, n) in loss {
+            println!("    epoch {:>3}  {mean:.4}  ({n} samples)", epoch + 1);
+        }
+    }
     Ok(())
 }
 

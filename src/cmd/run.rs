@@ -218,6 +218,7 @@ fn summary_json(
         "lut_saturated": rep.luts.iter().map(|l| l.saturated).sum::<u64>(),
         "lut_wrapped": rep.luts.iter().map(|l| l.wrapped).sum::<u64>(),
         "loss_per_epoch": rep.loss_per_epoch,
+        "plan_loss_per_epoch": rep.plan_loss_per_epoch,
     });
     if let Some(cells) = rep.cells {
         v["simulated_pbs"] = json!(cells.pbs);

@@ -43,6 +43,8 @@ struct Measured {
     train_accuracy: f64,
     max_diff: f64,
     threads: usize,
+    /// Mean loss per epoch measured under encryption (`Plan::loss`), decrypted.
+    loss: Vec<f64>,
 }
 
 pub fn run(r: &RunTfhe<'_>) -> Result<TrainReport, CliError> {
@@ -87,6 +89,7 @@ pub fn run(r: &RunTfhe<'_>) -> Result<TrainReport, CliError> {
     // Client: decrypt and evaluate.
     let model = files::load_model(&model_path, ck.fingerprint(), PlanHash::of(plan))?;
     let tensors = ck.decrypt_model(plan, &model).map_err(|e| CliError::user(e.to_string()))?;
+    let loss = ck.decrypt_loss(plan, &model).map_err(|e| CliError::user(e.to_string()))?;
     let clear = train(plan, r.train, Some(r.test), &TrainOptions { loss: r.loss, ..Default::default() });
     let m = Measured {
         reference_pbs,
@@ -101,6 +104,7 @@ pub fn run(r: &RunTfhe<'_>) -> Result<TrainReport, CliError> {
         train_accuracy: accuracy(plan, &tensors, r.train),
         max_diff: max_abs_diff(plan, &tensors, &clear.tensors),
         threads,
+        loss: loss.iter().map(|l| l.1).collect(),
     };
     if r.json {
         println!("{}", summary_json(plan, r, &clear, &m));
@@ -141,7 +145,8 @@ fn summary_json(plan: &Plan, r: &RunTfhe<'_>, clear: &TrainReport, m: &Measured)
         "clamped_values": clear.clamped.iter().flatten().sum::<u64>(),
         "lut_saturated": clear.luts.iter().map(|l| l.saturated).sum::<u64>(),
         "lut_wrapped": clear.luts.iter().map(|l| l.wrapped).sum::<u64>(),
-        "loss_per_epoch": serde_json::Value::Null,
+        "loss_per_epoch": if plan.loss.is_some() { json!(m.loss) } else { serde_json::Value::Null },
+        "clear_loss_per_epoch": clear.plan_loss_per_epoch,
         "pbs_per_second": m.pbs as f64 / secs,
         "peak_pbs_per_second": m.pbs_seconds.map(|t| m.threads as f64 / t),
         "pbs_seconds": m.pbs_seconds,
@@ -190,6 +195,12 @@ fn summary_text(plan: &Plan, r: &RunTfhe<'_>, clear: &TrainReport, m: &Measured)
         m.pbs as f64 / m.train_seconds.max(1e-9)
     );
     s += &format!("weights vs clear max |Δ| = {:.5}\n", m.max_diff);
+    if !m.loss.is_empty() {
+        let l: Vec<String> = m.loss.iter().map(|x| format!("{x:.4}")).collect();
+        let c: Vec<String> = clear.plan_loss_per_epoch.iter().map(|x| format!("{x:.4}")).collect();
+        s += &format!("loss per epoch   {} (encrypted, decrypted by the data owner)\n", l.join(" "));
+        s += &format!("                 {} (clear backend, same program)\n", c.join(" "));
+    }
     s += &format!(
         "client           keygen {:.1} s, encrypt {:.1} ms/sample\n",
         m.keygen_seconds,

@@ -40,6 +40,8 @@ pub struct Costs {
     /// `batch · pbs_per_sample + step_pbs`.
     pub pbs_per_step: u64,
     pub external_products_per_step: u64,
+    /// PBS of the loss program for one measured sample (`Plan::loss`; 0 without).
+    pub loss_pbs_per_sample: u64,
 }
 
 impl Costs {
@@ -47,6 +49,13 @@ impl Costs {
     /// step programs' and the refreshes due (`Plan::refresh_pbs`).
     pub fn run_pbs(&self, plan: &Plan, samples: u64, steps: u64) -> u64 {
         self.pbs_per_sample * samples + self.step_pbs * steps + plan.refresh_pbs(steps)
+    }
+
+    /// Bootstraps of the loss measurement over `epochs` epochs of `n` samples.
+    pub fn loss_pbs(&self, plan: &Plan, n: usize, epochs: usize) -> u64 {
+        plan.loss
+            .as_ref()
+            .map_or(0, |l| self.loss_pbs_per_sample * l.samples_per_epoch(n, plan.train.batch) * epochs as u64)
     }
 }
 
@@ -111,7 +120,9 @@ pub fn costs(plan: &Plan) -> Costs {
     let external_products_per_sample = sample.iter().map(|c| c.external_products).sum();
     let step_pbs = step.iter().map(|c| c.pbs).sum();
     let b = plan.train.batch as u64;
+    let loss_pbs_per_sample = plan.loss.as_ref().map_or(0, |l| l.program.iter().map(|i| inst_cost(plan, i).pbs).sum());
     Costs {
+        loss_pbs_per_sample,
         pbs_per_sample,
         forward_pbs,
         external_products_per_sample,

@@ -169,7 +169,8 @@ pub fn emit(
             cell_for_budget(spec.train.p_fail / 2.0 / HORIZON_PBS, opts.lut_margin_bits, parts)
         }
     };
-    let e = loss_error(&mut em, net.loss, logits, last, k, net, span, cell_log2)?;
+    let (e, loss_input) = loss_error(&mut em, net.loss, logits, last, k, net, span, cell_log2)?;
+    let loss = loss_input.map(|(u, bound)| emit_loss(&mut em, net, u, bound, k, span, cell_log2));
 
     // ---- backward
     let mut e_cur = e;
@@ -273,6 +274,7 @@ pub fn emit(
         forward_len,
         logits,
         step,
+        loss: None,
         train: PlanTrain {
             batch: spec.train.batch,
             epochs: spec.train.epochs,
@@ -286,7 +288,23 @@ pub fn emit(
         },
         assumptions: r.assumptions.clone(),
     })
+    .map(|mut plan| {
+        plan.loss = loss.map(|mut l| {
+            // At most 10 % more bootstraps than training: step 0 of every epoch and
+            // then every `every`-th, one more than the ratio so that the extra first
+            // step stays within it once an epoch has ten times `every` steps.
+            let c = super::cost::costs(&plan);
+            let loss_pbs: u64 = l.program.iter().map(|i| super::cost::inst_cost(&plan, i).pbs).sum();
+            l.every = (loss_pbs * 10).div_ceil(c.pbs_per_sample.max(1)) as usize + 1;
+            l
+        });
+        plan
+    })
 }
+
+/// What the loss program reads: the error table's input register and its bound
+/// (negative for a softmax's `z − lse of the others`, see [`emit_loss`]).
+type LossInput = (RegId, f64);
 
 /// The per-sample error `lr/B · dL/dz` in weight-update units of the last layer.
 #[allow(clippy::too_many_arguments)]
@@ -299,7 +317,7 @@ fn loss_error(
     net: &Net,
     span: Span,
     cell_log2: i32,
-) -> Result<RegId, Vec<Diagnostic>> {
+) -> Result<(RegId, Option<LossInput>), Vec<Diagnostic>> {
     let n = em.poly_size;
     let s = f.s;
     let lsb = f.w.lsb;
@@ -333,7 +351,7 @@ fn loss_error(
                 out: lab,
                 lr_scaled: true,
             });
-            Ok(em.bin(|a, b, out| Inst::Sub { a, b, out }, raw, lab, "e", f.e, span))
+            Ok((em.bin(|a, b, out| Inst::Sub { a, b, out }, raw, lab, "e", f.e, span), Some((z, a))))
         }
         LossKind::SoftmaxCrossEntropy => {
             // p_c = σ(z_c − lse_{−c}) with lse_{−c} = log Σ_{j≠c} e^{z_j}: the same odd
@@ -417,7 +435,7 @@ fn loss_error(
                 out: lab,
                 lr_scaled: true,
             });
-            Ok(em.bin(|a, b, out| Inst::Sub { a, b, out }, raw, lab, "e", f.e, span))
+            Ok((em.bin(|a, b, out| Inst::Sub { a, b, out }, raw, lab, "e", f.e, span), Some((u, -w))))
         }
         LossKind::Mse => {
             // E = round(s·(2/k)·(z − y)): levelled z − y, then a rescale table.
@@ -445,9 +463,71 @@ fn loss_error(
                 0.0,
                 n,
             );
-            Ok(em.apply(LrScaled(lut).into(), u, f.e, span))
+            Ok((em.apply(LrScaled(lut).into(), u, f.e, span), None))
         }
     }
+}
+
+/// Fractional bits of the loss and its torus scale: 2^15 samples of loss up to 2^15 /
+/// 2^15 = 1 on average fit the half torus, per-sample bootstrap noise (σ ≈ 2^38.5)
+/// is 2^-9.5 of a unit.
+const LOSS_FRAC: i32 = 16;
+const LOSS_SCALE: i32 = 48;
+
+/// The loss program (see [`PlanLoss`]) over `u`, the error table's input: per class
+/// `h(u_c) + (1 − 2y_c)·T(u_c)`, the sign from a client label term of half the torus
+/// added to T's input (the negacyclic half reads `−T`). A sigmoid head's `u` is `z`
+/// (`bound > 0`): `h = softplus − u/2` (even), `T = u/2`, so class c adds
+/// `softplus((1 − 2y_c)·z_c)`. A softmax's `u` is `z_c − lse of the others`
+/// (`bound < 0` marks it): `h = −T = softplus(−u)/2`, so only the true class adds
+/// `softplus(−u_y) = −log p_y`. Inputs beyond `|bound|` saturate.
+fn emit_loss(em: &mut Emitter, net: &Net, u: RegId, bound: f64, k: usize, span: Span, cell_log2: i32) -> PlanLoss {
+    let n = em.poly_size;
+    let uf = em.regs[u.index()].fmt;
+    let a = bound.abs();
+    let softmax = bound < 0.0;
+    let unit = f64::from(LOSS_FRAC).exp2();
+    let lf = Format { scale: LOSS_SCALE, lsb: LOSS_SCALE - LOSS_FRAC, range: (0.0, 32.0), proven: false };
+    let saved = std::mem::take(&mut em.sample);
+    let h = move |x: f64| {
+        let x = x.clamp(-a, a);
+        unit * if softmax { Builtin::Softplus.eval(-x) / 2.0 } else { Builtin::Softplus.eval(x) - x / 2.0 }
+    };
+    let t = move |x: f64| {
+        let x = x.clamp(-a, a);
+        unit * if softmax { -Builtin::Softplus.eval(-x) / 2.0 } else { x / 2.0 }
+    };
+    let cell = cell_real(cell_log2, uf);
+    let table = |name: &str, func: String, f: &dyn Fn(f64) -> f64| {
+        let t = TableFn { name: name.into(), func, f, in_fmt: uf, assumed: (-a, a), out_shift: lf.lsb as u32 };
+        if !softmax && name == "loss T" {
+            full_torus(&t, cell, n)
+        } else {
+            half_torus(&t, cell, n)
+        }
+    };
+    let (hf, tf) = if softmax {
+        ("softplus(−u)/2".to_string(), "−softplus(−u)/2".to_string())
+    } else {
+        ("softplus(z) − z/2".to_string(), "z/2".to_string())
+    };
+    let h_lut = table("loss h", format!("({hf})·2^{LOSS_FRAC}"), &h);
+    let t_lut = table("loss T", format!("({tf})·2^{LOSS_FRAC}"), &t);
+    let hv = em.apply(h_lut, u, lf, span);
+    let sign = em.reg("label sign", k, uf, span);
+    em.sample.push(Inst::LabelTerm { label: net.label, on: 1u64 << 63, off: 0, out: sign, lr_scaled: false });
+    let v = em.bin(|a, b, out| Inst::Add { a, b, out }, u, sign, "u + y·½", uf, span);
+    let tv = em.apply(t_lut, v, lf, span);
+    let per_class = em.bin(|a, b, out| Inst::Add { a, b, out }, hv, tv, "loss per class", lf, span);
+    let mut total = em.reg("loss[0]", 1, lf, span);
+    em.sample.push(Inst::Elem { a: per_class, index: 0, out: total });
+    for c in 1..k {
+        let e = em.reg(format!("loss[{c}]"), 1, lf, span);
+        em.sample.push(Inst::Elem { a: per_class, index: c, out: e });
+        total = em.bin(|a, b, out| Inst::Add { a, b, out }, total, e, "loss", lf, span);
+    }
+    let program = std::mem::replace(&mut em.sample, saved);
+    PlanLoss { program, reg: total, every: 1 }
 }
 
 /// A table whose output carries the learning rate (shifted by the schedule).

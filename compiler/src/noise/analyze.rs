@@ -112,7 +112,7 @@ pub struct TensorNoise {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DataProductNoise {
-    /// Index in `plan.sample`.
+    /// Index in `plan.sample` (then the loss program: `Plan::inst`).
     pub inst: usize,
     /// `‖μ‖²` of one data polynomial (the largest).
     pub mu_norm2: f64,
@@ -127,7 +127,7 @@ pub struct DataProductNoise {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LutNoise {
-    /// Index in `plan.sample`.
+    /// Index in `plan.sample` (then the loss program: `Plan::inst`).
     pub inst: usize,
     pub lut: LutId,
     pub input: RegId,
@@ -254,7 +254,8 @@ impl<'a> Cx<'a> {
             unsupported: Vec::new(),
         };
         let max_shift = plan.train.max_lr_shift();
-        for (i, inst) in plan.sample.iter().enumerate() {
+        // The loss program (`Plan::loss`) too: its bootstraps read the same registers.
+        for (i, inst) in plan.all_insts().enumerate() {
             let get = |r: RegId, regs: &[Option<Growing>]| regs.get(r.index()).copied().flatten();
             let value = match *inst {
                 Inst::DataMatVec { tensor, input, .. } => {

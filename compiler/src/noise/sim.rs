@@ -99,7 +99,7 @@ pub fn key_parts(plan: &crate::plan::Plan) -> Vec<u32> {
     const DATA: u8 = 1;
     const PBS: u8 = 2;
     let mut k = vec![0u8; plan.regs.len()];
-    for inst in &plan.sample {
+    for inst in plan.all_insts() {
         let from = |k: &[u8], rs: &[crate::plan::RegId]| rs.iter().fold(0, |m, r| m | k[r.index()]);
         let v = match inst {
             Inst::DataMatVec { .. } => DATA,

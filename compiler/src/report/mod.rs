@@ -43,6 +43,9 @@ pub struct Report {
     pub pbs_depth: u32,
     /// Bootstraps the plan's refresh schedule adds per step, amortized.
     pub refresh_pbs_per_step: f64,
+    /// The training loss under encryption: PBS per measured sample and the measured
+    /// steps (`Plan::loss`), if the plan measures it.
+    pub loss_measurement: Option<LossRow>,
     pub nodes: Vec<NodeRow>,
     pub luts: Vec<LutRow>,
     pub assumptions: Vec<AssumptionRow>,
@@ -70,6 +73,16 @@ pub struct Failure {
     pub worst_lut: Option<(String, f64)>,
     /// With a known run length (`samples`): bootstraps of the run and P(any lands further).
     pub run: Option<(u64, f64)>,
+}
+
+/// How the plan measures the training loss under encryption.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LossRow {
+    pub pbs_per_sample: u64,
+    /// Every `every`-th step of an epoch.
+    pub every: usize,
+    /// Extra bootstraps over training's, amortized (e.g. 0.09 = 9 %).
+    pub extra: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -330,6 +343,11 @@ pub fn build_with(plan: &Plan, source: Option<&str>, opts: &ReportOptions) -> Re
             .iter()
             .map(|r| plan.refresh_pbs_each(r) as f64 / r.every.max(1) as f64)
             .sum(),
+        loss_measurement: plan.loss.as_ref().map(|l| LossRow {
+            pbs_per_sample: c.loss_pbs_per_sample,
+            every: l.every,
+            extra: c.loss_pbs_per_sample as f64 / (l.every.max(1) as f64 * c.pbs_per_sample.max(1) as f64),
+        }),
         nodes,
         luts,
         assumptions,

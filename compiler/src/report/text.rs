@@ -65,6 +65,18 @@ pub fn render_text(r: &Report) -> String {
                 "0 (no refresh scheduled)".into()
             },
         ),
+        (
+            "loss_pbs_per_measured_sample",
+            match &r.loss_measurement {
+                Some(l) => format!(
+                    "{} (training loss under encryption, on every {}. step's samples: +{:.1} % PBS)",
+                    l.pbs_per_sample,
+                    l.every,
+                    100.0 * l.extra
+                ),
+                None => "- (no encrypted loss for this loss function yet)".into(),
+            },
+        ),
         ("external_products_per_sample", r.external_products_per_sample.to_string()),
         ("external_products_per_step", r.external_products_per_step.to_string()),
         ("pbs_depth", r.pbs_depth.to_string()),

@@ -36,7 +36,8 @@ pub struct PlanInfo {
     pub reg_mixed: Vec<bool>,
     /// Data GGSW families, in first-use order.
     pub needs: Vec<DataNeed>,
-    /// Indices in `plan.sample` of the `LabelTerm` instructions, in order.
+    /// Indices (`Plan::inst`: the sample program, then the loss program) of the
+    /// `LabelTerm` instructions, in order.
     pub label_terms: Vec<usize>,
 }
 
@@ -55,7 +56,7 @@ impl PlanInfo {
         let mut info = PlanInfo { reg_keys, reg_mixed, needs: Vec::new(), label_terms: Vec::new() };
         let mut written = Vec::new();
         let mut read = Vec::new();
-        for (i, inst) in plan.sample.iter().enumerate() {
+        for (i, inst) in plan.all_insts().enumerate() {
             info.check_inst(plan, i, inst)?;
             match *inst {
                 Inst::DataMatVec { tensor, .. } => read.push(tensor),
@@ -359,16 +360,15 @@ fn infer_keys(plan: &Plan) -> Result<Vec<KeySet>, TfheError> {
         }
     };
     let labels: Vec<usize> = plan
-        .sample
-        .iter()
+        .all_insts()
         .filter_map(|i| match *i {
             Inst::LabelTerm { out, .. } => Some(out.index()),
             _ => None,
         })
         .collect();
-    for _ in 0..plan.sample.len() + 1 {
+    for _ in 0..plan.all_insts().count() + 1 {
         let before = keys.clone();
-        for inst in &plan.sample {
+        for inst in plan.all_insts() {
             match *inst {
                 Inst::DataMatVec { out, .. } => keys[reg(out)?] = KeySet::DATA,
                 Inst::Lut { out, .. } => keys[reg(out)?] = KeySet::PBS,

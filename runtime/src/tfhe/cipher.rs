@@ -1,7 +1,9 @@
 //! Ciphertext containers shared by client and server: registers, model tensors and
 //! the wire form of one encrypted sample.
 
+use super::error::TfheError;
 use super::keys::KeyKind;
+use super::value::Value;
 use serde::{Deserialize, Serialize};
 use tfhe::core_crypto::prelude::*;
 
@@ -31,12 +33,35 @@ pub struct EncModel {
     pub tensors: Vec<EncTensor>,
     /// The tail average (`average = N`), once its first epoch has begun.
     pub mean: Option<EncMean>,
+    /// The training loss measured under encryption (`Plan::loss`): one sum per epoch.
+    pub loss: Vec<EncLoss>,
 }
 
 impl EncModel {
     pub fn new(tensors: Vec<EncTensor>) -> EncModel {
-        EncModel { tensors, mean: None }
+        EncModel { tensors, mean: None, loss: Vec::new() }
     }
+
+    /// Add one measured sample's loss to `epoch`'s sum.
+    pub fn add_loss(&mut self, epoch: usize, v: &Value) -> Result<(), TfheError> {
+        match self.loss.iter_mut().find(|l| l.epoch == epoch) {
+            Some(l) => {
+                l.sum = l.sum.add(v, false)?;
+                l.samples += 1;
+            }
+            None => self.loss.push(EncLoss { epoch, samples: 1, sum: v.clone() }),
+        }
+        Ok(())
+    }
+}
+
+/// The sum of the losses of an epoch's measured samples (a sum under the keys its
+/// terms are under; the data owner decrypts and divides by `samples`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EncLoss {
+    pub epoch: usize,
+    pub samples: u64,
+    pub sum: Value,
 }
 
 /// Running sums of the parameters after every step of the averaged epochs: levelled

@@ -113,7 +113,7 @@ impl ClientKey {
         }
         let mut enc_labels = Vec::with_capacity(info.label_terms.len());
         for &i in &info.label_terms {
-            let Some(&Inst::LabelTerm { label, on, off, out, lr_scaled }) = plan.sample.get(i) else {
+            let Some(&Inst::LabelTerm { label, on, off, out, lr_scaled }) = plan.inst(i) else {
                 return Err(bad_ct("label term index does not point at a LabelTerm"));
             };
             let pos = plan.labels.iter().position(|l| l.id == label).ok_or_else(|| bad_ct("plan label missing"))?;
@@ -170,6 +170,21 @@ impl ClientKey {
             }
         }
         Ok(out)
+    }
+
+    /// The training loss measured under encryption: `(epoch, mean loss, samples)` per
+    /// epoch that has measured samples.
+    pub fn decrypt_loss(&self, plan: &Plan, model: &EncModel) -> Result<Vec<(usize, f64, u64)>, TfheError> {
+        let Some(l) = &plan.loss else { return Ok(Vec::new()) };
+        let fmt = plan.regs.get(l.reg.index()).ok_or_else(|| bad_ct("plan loss register missing"))?.fmt;
+        model
+            .loss
+            .iter()
+            .map(|e| {
+                let sum = self.decrypt_value(&e.sum).first().copied().ok_or_else(|| bad_ct("empty loss sum"))?;
+                Ok((e.epoch, fmt.to_real(sum) / e.samples.max(1) as f64, e.samples))
+            })
+            .collect()
     }
 
     /// The current iterate (the tensors as the last step left them), ignoring any

@@ -180,6 +180,7 @@ pub fn train(
             let chunk: Vec<EncSample> =
                 order[ranges[state.step].clone()].iter().map(|&i| data.samples[i].clone()).collect();
             let before = server.stats().pbs;
+            server.set_step(state.step);
             server.train_batch(&mut state.model, &chunk)?;
             server.refresh(&mut state.model, state.steps_done + 1)?;
             if average_from.is_some_and(|e| state.epoch >= e) {

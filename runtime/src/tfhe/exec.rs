@@ -26,14 +26,14 @@ pub struct PreparedSample {
     labels: Vec<LweVec>,
 }
 
-/// Bootstrap inputs per `Lut` instruction (index in `plan.sample`) of one sample.
+/// Bootstrap inputs per `Lut` instruction (`Plan::inst` index) of one sample.
 pub type LutTrace = Vec<(usize, Vec<Lwe>)>;
 
 /// Everything one sample program produced.
 pub struct SampleRun {
     /// Final value of every register (`None`: never written).
     pub regs: Vec<Option<Value>>,
-    /// For every `Lut` instruction (index in `plan.sample`), the bootstrap inputs after
+    /// For every `Lut` instruction (`Plan::inst` index), the bootstrap inputs after
     /// keyswitch and offset (small key): with the client key, `pbs_index` tells which
     /// cell each bootstrap selected.
     pub lut_inputs: LutTrace,
@@ -52,6 +52,9 @@ pub struct Server<'a> {
     max_lr_shift: u32,
     fft: Fft,
     stats: Stats,
+    /// Position of the next batch (the loss program's measured steps).
+    epoch: usize,
+    step_in_epoch: usize,
 }
 
 impl<'a> Server<'a> {
@@ -70,11 +73,20 @@ impl<'a> Server<'a> {
             max_lr_shift: plan.train.max_lr_shift(),
             fft: Fft::new(p.poly_size),
             stats: Stats::default(),
+            epoch: 0,
+            step_in_epoch: 0,
         })
+    }
+
+    /// The next batch is step `step` (from 0) of the current epoch: the loss program
+    /// runs on the steps `Plan::loss` measures.
+    pub fn set_step(&mut self, step: usize) {
+        self.step_in_epoch = step;
     }
 
     /// Enter `epoch`: learning-rate scaled LUTs and label terms use its shift.
     pub fn set_epoch(&mut self, epoch: usize) {
+        self.epoch = epoch;
         let shift = self.plan.train.lr_shift(epoch);
         if shift != self.lr_shift {
             let p = self.keys.params();
@@ -124,7 +136,9 @@ impl<'a> Server<'a> {
             ggsw.push(out);
         }
         for (l, &i) in s.labels.iter().zip(&self.info.label_terms) {
-            let Some(out) = self.plan.sample[i].out() else { return Err(invalid("label term without output")) };
+            let Some(out) = self.plan.inst(i).and_then(Inst::out) else {
+                return Err(invalid("label term without output"));
+            };
             let want_len = self.plan.regs[out.index()].len;
             let want_key = self.info.reg_keys[out.index()];
             check_lwes(l, want_key, want_len, p.big_lwe_dim().0, "label term")?;
@@ -134,13 +148,34 @@ impl<'a> Server<'a> {
 
     /// Run `plan.sample[..upto]` for one sample against `model` (not modified).
     pub fn run_sample(&self, model: &EncModel, s: &PreparedSample, upto: usize) -> Result<SampleRun, TfheError> {
+        self.run_program(model, s, upto, false)
+    }
+
+    /// [`Server::run_sample`], then with `loss` the loss program (`Plan::loss`) on the
+    /// same registers (its bootstraps are traced at `Plan::inst` indices).
+    fn run_program(
+        &self,
+        model: &EncModel,
+        s: &PreparedSample,
+        upto: usize,
+        loss: bool,
+    ) -> Result<SampleRun, TfheError> {
         let p = self.keys.params();
         let fft = self.fft.as_view();
         let mut scratch = Scratch::new();
         let mut regs: Vec<Option<Value>> = vec![None; self.plan.regs.len()];
         let mut lut_inputs = Vec::new();
         let mut grads: Vec<(TensorId, Vec<Glwe>)> = Vec::new();
-        for (i, inst) in self.plan.sample.iter().enumerate().take(upto) {
+        let n = self.plan.sample.len();
+        let loss_program = self.plan.loss.as_ref().filter(|_| loss).map_or(&[][..], |l| l.program.as_slice());
+        let program = self
+            .plan
+            .sample
+            .iter()
+            .enumerate()
+            .take(upto)
+            .chain(loss_program.iter().enumerate().map(|(j, x)| (n + j, x)));
+        for (i, inst) in program {
             let get = |r: RegId| {
                 regs[r.index()].as_ref().ok_or_else(|| {
                     invalid(format!("sample instruction {i} ({}) reads an unwritten register", inst_name(inst)))
@@ -295,13 +330,22 @@ impl<'a> Server<'a> {
     pub fn accumulate(&self, model: &mut EncModel, batch: &[EncSample]) -> Result<Vec<LutTrace>, TfheError> {
         self.check_model(model)?;
         let model_ref: &EncModel = model;
+        let measure = self.plan.loss.as_ref().filter(|l| l.measured(self.step_in_epoch));
         let runs: Vec<Result<SampleRun, TfheError>> = batch
             .par_iter()
-            .map(|s| self.prepare(s).and_then(|ps| self.run_sample(model_ref, &ps, self.plan.sample.len())))
+            .map(|s| {
+                self.prepare(s)
+                    .and_then(|ps| self.run_program(model_ref, &ps, self.plan.sample.len(), measure.is_some()))
+            })
             .collect();
         let runs: Vec<SampleRun> = runs.into_iter().collect::<Result<_, _>>()?;
         let mut traces = Vec::with_capacity(runs.len());
-        for run in runs {
+        for mut run in runs {
+            if let Some(l) = measure {
+                let v = run.regs.get_mut(l.reg.index()).and_then(Option::take);
+                let v = v.ok_or_else(|| invalid("the loss program does not write its register"))?;
+                model.add_loss(self.epoch, &v)?;
+            }
             traces.push(run.lut_inputs);
             for (t, delta) in run.grads {
                 let EncTensor::Poly(acc) = &mut model.tensors[t.index()] else {

@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 
 const MAGIC: [u8; 8] = *b"BLTFHE\0\x01";
 // 2: models and checkpoints carry the tail-average sums (`EncModel::mean`).
-pub const FORMAT_VERSION: u32 = 2;
+// 3: and the encrypted training-loss sums (`EncModel::loss`).
+pub const FORMAT_VERSION: u32 = 3;
 
 /// What a file holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

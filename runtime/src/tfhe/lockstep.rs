@@ -26,6 +26,7 @@ use super::exec::LutTrace;
 use super::keys::ClientKey;
 use crate::clear::{Machine, QSample};
 use crate::simulate::CellTally;
+use crate::train::LossSum;
 use blindtuner_compiler::plan::{Inst, Plan, TensorRole};
 use std::collections::BTreeMap;
 
@@ -39,6 +40,11 @@ pub struct LockStep<'p> {
     synced: Machine<'p>,
     /// Steps run.
     pub steps: u64,
+    /// The loss program on the decrypted state with the encrypted run's cells, per
+    /// epoch, over the steps `Plan::loss` measures (see [`LockStep::set_step`]).
+    pub loss: Vec<LossSum>,
+    epoch: usize,
+    measure: bool,
 }
 
 /// The distance of the decrypted parameters from the clear ones after a step.
@@ -61,13 +67,22 @@ impl<'p> LockStep<'p> {
             landings: CellTally::default(),
             synced: Machine::with_tensors(plan, tensors),
             steps: 0,
+            loss: Vec::new(),
+            epoch: 0,
+            measure: plan.loss.is_some(),
         }
     }
 
     /// The server is about to run epoch `epoch` (learning-rate schedule).
     pub fn set_epoch(&mut self, epoch: usize) {
+        self.epoch = epoch;
         self.clear.lr_shift = self.plan.train.lr_shift(epoch);
         self.synced.lr_shift = self.clear.lr_shift;
+    }
+
+    /// The next step is step `step` of its epoch (whether the loss is measured).
+    pub fn set_step(&mut self, step: usize) {
+        self.measure = self.plan.loss.as_ref().is_some_and(|l| l.measured(step));
     }
 
     /// Replay one encrypted step in the clear: `batch` in the order the server ran it,
@@ -86,7 +101,7 @@ impl<'p> LockStep<'p> {
         for (q, trace) in batch.iter().zip(traces) {
             let mut cells = BTreeMap::new();
             for (pc, lwes) in trace {
-                let Some(Inst::Lut { lut, .. }) = self.plan.sample.get(*pc) else {
+                let Some(Inst::Lut { lut, .. }) = self.plan.inst(*pc) else {
                     return Err(bad_ct(format!("bootstrap trace of instruction {pc}, which is not a lookup")));
                 };
                 let lut = &self.plan.luts[lut.index()];
@@ -94,7 +109,16 @@ impl<'p> LockStep<'p> {
                 cells.insert(*pc, used);
             }
             self.synced.cell_log.clear();
-            self.synced.run_sample_forced(q, cells.clone());
+            if self.measure {
+                if let Some(t) = self.synced.run_sample_and_loss_forced(q, cells.clone()) {
+                    if self.loss.len() <= self.epoch {
+                        self.loss.resize(self.epoch + 1, LossSum::default());
+                    }
+                    self.loss[self.epoch].add(t);
+                }
+            } else {
+                self.synced.run_sample_forced(q, cells.clone());
+            }
             tally(self.plan, &self.synced.cell_log, &mut self.landings);
             self.clear.cell_log.clear();
             self.clear.run_sample_forced(q, cells);

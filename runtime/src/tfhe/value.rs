@@ -11,9 +11,10 @@
 use super::cipher::{Lwe, LweVec};
 use super::error::{invalid, TfheError};
 use super::keys::KeyKind;
+use serde::{Deserialize, Serialize};
 use tfhe::core_crypto::prelude::*;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Value {
     /// Distinct keys, equal lengths, at least one part.
     parts: Vec<LweVec>,
