@@ -1,5 +1,6 @@
 //! Command-line interface definition (clap). Parsing only; the commands live in `cmd/`.
 
+use blindtuner_compiler::plan::ProductStrategy;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -168,6 +169,12 @@ pub struct SpecArgs {
     /// Override a named dimension of the spec, e.g. `--set d=16` (repeatable).
     #[arg(long = "set", value_name = "DIM=VALUE", value_parser = parse_set)]
     pub set: Vec<(String, usize)>,
+    /// Force the lowering of a product of two server values (repeatable): NODE is the
+    /// report's node id (`s2`) or the product's name, STRATEGY one of `square` (square
+    /// trick), `bivariate` (bivariate table) or `ggsw` (convert the integer operand to
+    /// GGSW). The report's `products` section lists the choices and their costs.
+    #[arg(long = "lowering", value_name = "NODE=STRATEGY", value_parser = parse_lowering)]
+    pub lowering: Vec<(String, ProductStrategy)>,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -271,6 +278,17 @@ pub struct CalibrateArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_lowering(s: &str) -> Result<(String, ProductStrategy), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("expected NODE=STRATEGY, got `{s}`"))?;
+    let names: Vec<&str> = ProductStrategy::ALL.iter().map(|p| p.name()).collect();
+    let v = ProductStrategy::from_name(v.trim())
+        .ok_or_else(|| format!("unknown lowering `{}`: expected one of {}", v.trim(), names.join(", ")))?;
+    if k.trim().is_empty() {
+        return Err("empty node name".into());
+    }
+    Ok((k.trim().to_string(), v))
 }
 
 fn parse_set(s: &str) -> Result<(String, usize), String> {

@@ -349,6 +349,7 @@ fn report_has_the_security_and_resources_section() {
     let allowed: Vec<String> = ParamSet::all().iter().map(|p| p.id().0).collect();
     assert!(allowed.iter().any(|a| a == id));
     assert_eq!(res["allowed_param_sets"], serde_json::json!(allowed));
-    // k = 2 sigmoid head: one forward and one backward GGSW, one label term of 2 LWEs.
-    assert_eq!((res["ggsw_per_sample"].as_u64(), res["label_lwes_per_sample"].as_u64()), (Some(2), Some(2)));
+    // k = 2 sigmoid head: one forward and one backward GGSW, the error's label term and
+    // the loss program's label sign, 2 LWEs each.
+    assert_eq!((res["ggsw_per_sample"].as_u64(), res["label_lwes_per_sample"].as_u64()), (Some(2), Some(4)));
 }

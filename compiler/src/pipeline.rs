@@ -47,6 +47,8 @@ pub struct Ctx {
     pub ranges: Option<crate::lower::ranges::Ranges>,
     /// After `formats`.
     pub formats: Option<crate::lower::formats::Formats>,
+    /// `--lowering NODE=STRATEGY`: products whose lowering the user forces.
+    pub lowering: std::collections::BTreeMap<String, crate::plan::ProductStrategy>,
 }
 
 impl Ctx {
@@ -62,6 +64,7 @@ impl Ctx {
             net: None,
             ranges: None,
             formats: None,
+            lowering: std::collections::BTreeMap::new(),
         }
     }
 
@@ -96,6 +99,11 @@ pub fn passes() -> Vec<Pass> {
         },
         Pass { name: "lower", about: "instruction selection, lookup tables and the plan", run: lower_pass },
         Pass {
+            name: "products",
+            about: "lowering of every product of two server values (square trick, bivariate table, GGSW conversion)",
+            run: products_pass,
+        },
+        Pass {
             name: "refresh",
             about: "bootstrap key and refresh schedule of the weights from the noise model",
             run: refresh_pass,
@@ -105,6 +113,15 @@ pub fn passes() -> Vec<Pass> {
 
 /// Run the passes in order, stopping after `stop_after` when given.
 pub fn run(spec: Spec, stop_after: Option<&str>) -> Result<Ctx, Vec<Diagnostic>> {
+    run_with(spec, stop_after, std::collections::BTreeMap::new())
+}
+
+/// [`run`] with products whose lowering the user forces (`--lowering NODE=STRATEGY`).
+pub fn run_with(
+    spec: Spec,
+    stop_after: Option<&str>,
+    lowering: std::collections::BTreeMap<String, crate::plan::ProductStrategy>,
+) -> Result<Ctx, Vec<Diagnostic>> {
     let passes = passes();
     if let Some(stop) = stop_after {
         if !passes.iter().any(|p| p.name == stop) {
@@ -114,6 +131,7 @@ pub fn run(spec: Spec, stop_after: Option<&str>) -> Result<Ctx, Vec<Diagnostic>>
         }
     }
     let mut ctx = Ctx::new(spec);
+    ctx.lowering = lowering;
     for pass in &passes {
         (pass.run)(&mut ctx)?;
         if let Some(g) = ctx.graph() {
@@ -193,6 +211,11 @@ fn lower_pass(ctx: &mut Ctx) -> Result<(), Vec<Diagnostic>> {
     };
     ctx.plan = Some(crate::lower::emit::emit(&ctx.spec, tg, net, ranges, fmts, &ctx.lower_opts)?);
     Ok(())
+}
+
+fn products_pass(ctx: &mut Ctx) -> Result<(), Vec<Diagnostic>> {
+    let plan = ctx.plan.as_mut().ok_or_else(|| missing("products", "lower"))?;
+    crate::lower::products::choose(plan, &ctx.lowering)
 }
 
 fn refresh_pass(ctx: &mut Ctx) -> Result<(), Vec<Diagnostic>> {

@@ -58,8 +58,52 @@ pub struct Plan {
     /// The training loss measured under encryption (the data owner decrypts its curve).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss: Option<PlanLoss>,
+    /// How every product of two server ciphertexts is lowered, by index in `sample`
+    /// (pass `products`; see `lower::products`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub products: BTreeMap<usize, PlanProduct>,
     /// Ranges the compiler could not prove and assumes (reported, counted at run time).
     pub assumptions: Vec<Assumption>,
+}
+
+/// How a product of two server ciphertexts (`MatVec`, `MatVecT`, `OuterAcc`, `Mul`) is
+/// computed. It never changes the result (the plan's semantics are exact), only the
+/// bootstraps it costs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ProductStrategy {
+    /// `a·b = ((a + b)² − (a − b)²) / 4`: two bootstraps per scalar product; both
+    /// operands must fit a bootstrap's input precision.
+    SquareTrick,
+    /// One bootstrap per product reading both operands packed into one input.
+    BivariateLut,
+    /// The integer operand is turned into GGSW ciphertexts (circuit bootstrapping: one
+    /// bootstrap per bit and decomposition level); every product with it is then an
+    /// external product, and the conversion is shared by all products reading it.
+    GgswConversion,
+}
+
+impl ProductStrategy {
+    pub const ALL: [ProductStrategy; 3] =
+        [ProductStrategy::SquareTrick, ProductStrategy::BivariateLut, ProductStrategy::GgswConversion];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ProductStrategy::SquareTrick => "square",
+            ProductStrategy::BivariateLut => "bivariate",
+            ProductStrategy::GgswConversion => "ggsw",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<ProductStrategy> {
+        ProductStrategy::ALL.into_iter().find(|p| p.name() == s)
+    }
+}
+
+/// The lowering chosen for one product, and whether the user forced it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanProduct {
+    pub strategy: ProductStrategy,
+    pub forced: bool,
 }
 
 /// The training loss under encryption: a per-sample program whose bootstraps read the

@@ -107,11 +107,17 @@ fn mlp_costs() {
 train m { optimizer = sgd(lr = 0.25)  batch = 8  epochs = 1 }
 ";
     let c = costs(&plan(src).unwrap());
-    // relu 16 + forward product 2·5·16 + softmax 4·5 − 6 + backward: outer 2·5·16,
-    // Wᵀe 2·5·16, relu' 16, mask product 2·16.
-    let expected = 16 + 160 + 14 + 160 + 160 + 16 + 32;
+    // No product of two server values fits a bootstrap's 5 input bits (weights have
+    // ~20), so each converts its integer operand to GGSW (bits × 4 levels per value),
+    // once per register: relu 16 + `W2 @ a1` (a1: 16 × 7 bits × 4) + softmax 4·5 − 6 +
+    // `e ⊗ a1` (a1 already converted) + `W2ᵀ e` (e: 5 × 8 × 4) + relu' 16 + the mask
+    // product (dh: 16 × 8 × 4).
+    let expected = 16 + 448 + 14 + 160 + 16 + 512;
     assert_eq!(c.pbs_per_sample, expected);
-    assert_eq!(c.forward_pbs, 16 + 160);
+    assert_eq!(c.forward_pbs, 16 + 448);
+    // It grows with H and k, not with d.
+    let c16 = costs(&plan(&src.replace("fixed[64]", "fixed[16]").replace("fixed[16, 64]", "fixed[16, 16]")).unwrap());
+    assert_eq!(c16.pbs_per_sample, expected);
 }
 
 #[test]

@@ -16,7 +16,8 @@ pub fn run(args: &CompileArgs) -> Result<(), CliError> {
         return write_output(args.output.as_deref(), &(json + "\n"));
     }
     let (src, spec) = load_spec(&args.spec, &BTreeMap::new())?;
-    let ctx = pipeline::run(spec, args.stop_after.as_deref()).map_err(|d| src.diagnostics(d))?;
+    let ctx = pipeline::run_with(spec, args.stop_after.as_deref(), args.spec.lowering.iter().cloned().collect())
+        .map_err(|d| src.diagnostics(d))?;
     src.warn(&ctx.notes);
     let text = match args.emit {
         Emit::Ast => unreachable!("handled above"),

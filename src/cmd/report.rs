@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 
 pub fn run(args: &ReportArgs) -> Result<(), CliError> {
     let (src, spec) = load_spec(&args.spec, &BTreeMap::new())?;
-    let ctx = pipeline::run(spec, None).map_err(|d| src.diagnostics(d))?;
+    let ctx =
+        pipeline::run_with(spec, None, args.spec.lowering.iter().cloned().collect()).map_err(|d| src.diagnostics(d))?;
     src.warn(&ctx.notes);
     let plan = ctx.plan.as_ref().ok_or_else(|| CliError::user("internal: the pipeline produced no plan"))?;
     let mut opts = report::ReportOptions::default();

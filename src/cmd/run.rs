@@ -46,7 +46,8 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         fit_ranges(&mut spec, &train_ds);
     }
     let loss = spec_loss(&spec);
-    let ctx = pipeline::run(spec, None).map_err(|d| src.diagnostics(d))?;
+    let ctx =
+        pipeline::run_with(spec, None, args.spec.lowering.iter().cloned().collect()).map_err(|d| src.diagnostics(d))?;
     src.warn(&ctx.notes);
     let plan = ctx.plan.as_ref().ok_or_else(|| CliError::user("internal: the pipeline produced no plan"))?;
     // The epoch count is part of the plan (label terms carry the run's largest

@@ -104,7 +104,20 @@ fn step_cost(plan: &Plan, inst: &StepInst) -> InstCost {
 }
 
 pub fn costs(plan: &Plan) -> Costs {
-    let sample: Vec<InstCost> = plan.sample.iter().map(|i| inst_cost(plan, i)).collect();
+    // Products of two server values cost what their lowering does (`products`).
+    let products = super::products::pbs_by_inst(plan);
+    let sample: Vec<InstCost> = plan
+        .sample
+        .iter()
+        .enumerate()
+        .map(|(i, inst)| {
+            let c = inst_cost(plan, inst);
+            match products.get(&i) {
+                Some(&pbs) => InstCost { pbs, ..c },
+                None => c,
+            }
+        })
+        .collect();
     let step: Vec<InstCost> = plan.step.iter().map(|i| step_cost(plan, i)).collect();
     let mut depth = vec![0u32; plan.regs.len()];
     let mut pbs_depth = 0;

@@ -16,6 +16,7 @@ use crate::ir::autodiff::TrainGraph;
 use crate::plan::*;
 use crate::spec::{Builtin, LossKind, Optimizer, Precision, Spec};
 use blindtuner_grammar::ast::Span;
+use std::collections::BTreeMap;
 
 struct Emitter {
     regs: Vec<Reg>,
@@ -275,6 +276,7 @@ pub fn emit(
         logits,
         step,
         loss: None,
+        products: BTreeMap::new(),
         train: PlanTrain {
             batch: spec.train.batch,
             epochs: spec.train.epochs,

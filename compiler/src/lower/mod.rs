@@ -18,6 +18,7 @@ pub mod cost;
 pub mod emit;
 pub mod formats;
 pub mod lut;
+pub mod products;
 pub mod ranges;
 pub mod select;
 

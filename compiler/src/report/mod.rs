@@ -11,7 +11,7 @@ mod text;
 use crate::lower::cost::costs;
 use crate::noise::analyze::{analyze, AnalyzeOptions};
 use crate::noise::choose::{choose_key, KeyChoice};
-use crate::plan::{Inst, LutEncoding, Plan, RegId, StepInst, TensorRole};
+use crate::plan::{Inst, LutEncoding, Plan, ProductStrategy, RegId, StepInst, TensorRole};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -48,6 +48,10 @@ pub struct Report {
     pub loss_measurement: Option<LossRow>,
     pub nodes: Vec<NodeRow>,
     pub luts: Vec<LutRow>,
+    /// Every product of two server values: its lowering and the alternatives.
+    pub products: Vec<crate::lower::products::ProductRow>,
+    /// Input bits one bootstrap resolves (what the square trick and bivariate tables need).
+    pub bootstrap_input_bits: u32,
     pub assumptions: Vec<AssumptionRow>,
     pub tensors: Vec<TensorRow>,
     /// Security and resources of an encrypted run on the default parameter set.
@@ -225,7 +229,12 @@ pub fn build_with(plan: &Plan, source: Option<&str>, opts: &ReportOptions) -> Re
             op: op_name(plan, inst),
             shape,
             format,
-            lowering: ic.lowering.name(),
+            lowering: match plan.products.get(&i).map(|p| p.strategy) {
+                Some(ProductStrategy::SquareTrick) => "square trick",
+                Some(ProductStrategy::BivariateLut) => "bivariate table",
+                Some(ProductStrategy::GgswConversion) => "GGSW conversion",
+                None => ic.lowering.name(),
+            },
             pbs: ic.pbs,
             external_products: ic.external_products,
             pbs_depth: inst.out().map_or_else(|| max_read_depth(inst, depths), |r| depths[r.index()]),
@@ -350,6 +359,8 @@ pub fn build_with(plan: &Plan, source: Option<&str>, opts: &ReportOptions) -> Re
         }),
         nodes,
         luts,
+        products: crate::lower::products::rows(plan),
+        bootstrap_input_bits: crate::lower::products::lut_bits(plan),
         assumptions,
         tensors,
         resources: resources_for(plan, &c, &PARAM_SETS[key.chosen], &opts.timing, opts.samples),

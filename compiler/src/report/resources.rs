@@ -195,8 +195,8 @@ pub fn resources_for(plan: &Plan, c: &Costs, p: &ParamDims, timing: &Timing, sam
     let products = plan.sample.iter().filter(|i| is_ciphertext_product(i)).count();
     if products > 0 {
         warnings.push(format!(
-            "{products} sample instruction(s) multiply two server ciphertexts: not costed here \
-             (the estimate covers bootstraps, keyswitches and packing)"
+            "{products} sample instruction(s) multiply two server ciphertexts: their lowering's \
+             bootstraps are costed, not the external products and keyswitches of a GGSW conversion"
         ));
     }
     let warning = (!warnings.is_empty()).then(|| warnings.join("; "));
@@ -234,7 +234,8 @@ fn is_ciphertext_product(inst: &Inst) -> bool {
 fn upload_counts(plan: &Plan) -> (u64, u64, u64) {
     let mut families = Vec::new();
     let (mut labels, mut packed) = (0u64, 0u64);
-    for inst in &plan.sample {
+    // The loss program's label term is uploaded with every sample too.
+    for inst in plan.all_insts() {
         let (tensor, input, backward) = match *inst {
             Inst::DataMatVec { tensor, input, .. } => (tensor, input, false),
             Inst::DataOuterAcc { grad, input, e } => {

@@ -84,6 +84,62 @@ pub fn render_text(r: &Report) -> String {
     for (k, v) in totals {
         let _ = writeln!(s, "  {k:<30} {v}");
     }
+    if !r.products.is_empty() {
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "products of two server values (lowering chosen per product; force one with --lowering NODE=STRATEGY)"
+        );
+        let pbs = |a: &crate::lower::products::Alternative| a.pbs.map_or("-".to_string(), |p| p.to_string());
+        let header =
+            ["node", "name", "lowering", "PBS", "square", "bivariate", "ggsw", "why (of the chosen; - : cannot work)"];
+        let rows: Vec<Vec<String>> = r
+            .products
+            .iter()
+            .map(|p| {
+                let alt = |k: usize| p.alternatives.get(k).map_or("-".to_string(), pbs);
+                let why =
+                    p.alternatives.iter().find(|a| a.strategy == p.chosen).map_or(String::new(), |a| a.why.clone());
+                let impossible: Vec<String> = p
+                    .alternatives
+                    .iter()
+                    .filter(|a| a.pbs.is_none())
+                    .map(|a| format!("{}: {}", a.strategy.name(), a.why))
+                    .collect();
+                let why = if impossible.is_empty() { why } else { format!("{why}; {}", impossible.join("; ")) };
+                vec![
+                    format!("s{}", p.inst),
+                    p.name.clone(),
+                    format!("{}{}", p.chosen.name(), if p.forced { " (forced)" } else { "" }),
+                    p.pbs.to_string(),
+                    alt(0),
+                    alt(1),
+                    alt(2),
+                    why,
+                ]
+            })
+            .collect();
+        table(&mut s, &header, &rows, &[3, 4, 5, 6]);
+        for p in r.products.iter().filter(|p| p.forced) {
+            let best = p.alternatives.iter().filter_map(|a| a.pbs.map(|x| (x, a.strategy))).min_by_key(|b| b.0);
+            if let Some((b, strat)) = best.filter(|(b, _)| *b < p.pbs) {
+                let _ = writeln!(
+                    s,
+                    "  s{}: forced `{}` costs {} PBS per sample more than `{}` ({} vs {b})",
+                    p.inst,
+                    p.chosen.name(),
+                    p.pbs - b,
+                    strat.name(),
+                    p.pbs
+                );
+            }
+        }
+        let _ = writeln!(
+            s,
+            "  a bootstrap reads {} input bits here (the finest table's cells); a GGSW conversion is paid once per register",
+            r.bootstrap_input_bits
+        );
+    }
     if !r.luts.is_empty() {
         let _ = writeln!(s);
         let _ = writeln!(s, "lookup tables");

@@ -120,6 +120,7 @@ pub fn head_plan(d: usize, k: usize) -> Plan {
     let efmt = fmt(56, W_SHIFT as i32, (-1.0, 1.0));
     Plan {
         loss: None,
+        products: Default::default(),
         version: PLAN_VERSION,
         model: "head".into(),
         dims: [("d".to_string(), d), ("k".to_string(), k)].into_iter().collect(),

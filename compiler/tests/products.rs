@@ -1,0 +1,82 @@
+//! Pass `products`: the lowering of every product of two server values, `--lowering`
+//! overrides and their diagnostics.
+
+use blindtuner_compiler::check::check_source;
+use blindtuner_compiler::diag::render;
+use blindtuner_compiler::lower::cost::costs;
+use blindtuner_compiler::lower::products::{rows, E_LOWERING};
+use blindtuner_compiler::pipeline;
+use blindtuner_compiler::plan::{Plan, ProductStrategy};
+use std::collections::BTreeMap;
+
+const MLP: &str = "\
+model m {
+  input  x  : fixed[64] in [-8, 8]
+  label  y  : onehot[5]
+  param  W1 : fixed[16, 64] = normal(0.1)
+  param  b1 : fixed[16]     = zeros
+  param  W2 : fixed[5, 16]  = normal(0.1)
+  param  b2 : fixed[5]      = zeros
+  z1   = W1 @ x + b1
+  a1   = relu(z1)
+  z    = W2 @ a1 + b2
+  loss = softmax_cross_entropy(z, y)
+}
+train m { optimizer = sgd(lr = 0.25)  batch = 8  epochs = 1 }
+";
+
+fn compile(src: &str, forced: &[(&str, ProductStrategy)]) -> Result<Plan, String> {
+    let (spec, diags) = check_source(src, &BTreeMap::new());
+    let spec = spec.unwrap_or_else(|| panic!("{diags:?}"));
+    let forced = forced.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    pipeline::run_with(spec, None, forced)
+        .map(|ctx| ctx.plan.expect("a plan"))
+        .map_err(|d| render("case.bt", src, &d, false))
+}
+
+#[test]
+fn every_product_gets_the_cheapest_feasible_lowering_and_conversions_are_shared() {
+    let plan = compile(MLP, &[]).expect("compiles");
+    let rows = rows(&plan);
+    let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["z", "d(W2|b2)", "da1", "e1"]);
+    // A weight has ~20 bits: neither the square trick nor a bivariate table fits a
+    // bootstrap's 5 input bits, so each product converts its integer operand.
+    for r in &rows {
+        assert_eq!(r.chosen, ProductStrategy::GgswConversion, "{}", r.name);
+        assert!(r
+            .alternatives
+            .iter()
+            .filter(|a| a.strategy != ProductStrategy::GgswConversion)
+            .all(|a| a.pbs.is_none()));
+        assert_eq!(plan.products[&r.inst].strategy, r.chosen);
+        assert!(!r.forced);
+    }
+    // `e ⊗ a1` reuses the conversion `W2 @ a1` paid for.
+    assert_eq!(rows[0].pbs, 16 * 7 * 4);
+    assert_eq!(rows[1].pbs, 0);
+    assert!(rows[1].alternatives[2].why.contains("already converted by s2"), "{}", rows[1].alternatives[2].why);
+    let total: u64 = rows.iter().map(|r| r.pbs).sum();
+    assert_eq!(costs(&plan).pbs_per_sample, 16 + 14 + 16 + total);
+}
+
+#[test]
+fn a_forced_lowering_is_recorded_and_an_impossible_one_refused() {
+    let plan = compile(MLP, &[("da1", ProductStrategy::GgswConversion)]).expect("feasible");
+    let r = rows(&plan).into_iter().find(|r| r.name == "da1").expect("da1");
+    assert!(r.forced && r.chosen == ProductStrategy::GgswConversion);
+    let by_id = compile(MLP, &[("s2", ProductStrategy::GgswConversion)]).expect("by node id");
+    assert!(by_id.products.values().any(|p| p.forced));
+    let err = compile(MLP, &[("s2", ProductStrategy::SquareTrick)]).expect_err("25 bits do not fit");
+    assert!(err.contains(E_LOWERING), "{err}");
+}
+
+#[test]
+fn e0703_impossible_lowering() {
+    insta::assert_snapshot!(compile(MLP, &[("s2", ProductStrategy::SquareTrick)]).expect_err("refused"));
+}
+
+#[test]
+fn e0703_no_such_product() {
+    insta::assert_snapshot!(compile(MLP, &[("z1", ProductStrategy::BivariateLut)]).expect_err("refused"));
+}
