@@ -85,8 +85,8 @@ fn nesterov_rescales_per_step() {
     let (lsb, top) = w.fmt.bit_span();
     let digits = u64::from(2 * (top - lsb) + 1);
     assert_eq!(digits, 41);
-    // Two rescales by μ of every coefficient of W|b.
-    assert_eq!(c.step_pbs, 2 * digits * (5 * 65) as u64);
+    // One rescale by μ of every coefficient of the state (it holds μ·b, see `emit`).
+    assert_eq!(c.step_pbs, digits * (5 * 65) as u64);
     assert_eq!(c.pbs_per_step, 8 * 5 + c.step_pbs);
 }
 

@@ -23,7 +23,7 @@ fn mlp_trains_on_mnist_vit() {
   z    = W2 @ a1 + b2
   loss = softmax_cross_entropy(z, y)
 }}
-train m {{ optimizer = sgd(lr = {lr})  batch = 8  epochs = {epochs} }}
+train m {{ optimizer = sgd(lr = {lr})  batch = 8  epochs = {epochs}  p_fail = 2^-35 }}
 "
     );
     let plan = compile(&src);

@@ -218,7 +218,10 @@ pub fn emit(
         match net.momentum {
             None => step.push(StepInst::SubAssign { dst: p, src: g }),
             Some(mu) => {
-                // State holds lr·b in weight units: b' = μ b + g, W -= g + μ b'.
+                // Nesterov: b' = μ b + g, W -= g + μ b'. The state holds m = μ·b (lr·μ·b
+                // in weight units) instead of b: b' = m + g, m' = μ b', W -= g + m'. The
+                // same optimizer with one multi-digit rescale of the state per step
+                // instead of two (μ·b and μ·b'): half the bootstraps of the update.
                 let base = tensors[p.index()].clone();
                 let (lsb, top) = base.fmt.bit_span();
                 let digits = rescale_pbs(lsb, top, mu);
@@ -227,21 +230,13 @@ pub fn emit(
                     name: format!("{}.momentum", base.name),
                     role: TensorRole::State(p),
                     parts: vec![],
-                    ..base.clone()
-                });
-                let tmp = TensorId(tensors.len() as u32);
-                tensors.push(PlanTensor {
-                    name: format!("{}.tmp", base.name),
-                    role: TensorRole::Temp,
-                    parts: vec![],
                     ..base
                 });
                 step.extend([
-                    StepInst::Rescale { dst: s, src: s, factor: mu, digits },
                     StepInst::AddAssign { dst: s, src: g },
+                    StepInst::Rescale { dst: s, src: s, factor: mu, digits },
                     StepInst::SubAssign { dst: p, src: g },
-                    StepInst::Rescale { dst: tmp, src: s, factor: mu, digits },
-                    StepInst::SubAssign { dst: p, src: tmp },
+                    StepInst::SubAssign { dst: p, src: s },
                 ]);
             }
         }
