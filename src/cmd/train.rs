@@ -137,7 +137,8 @@ fn announce(plan: &Plan, keys: &ServerKeys, n: usize, state: &TrainState) {
     let per_epoch = steps_per_epoch(n, plan.train.batch);
     let steps = (per_epoch * state.epochs) as u64;
     let left = steps.saturating_sub(state.steps_done);
-    let pbs = c.run_pbs(plan, (n * state.epochs) as u64, steps);
+    // Training, updates, refreshes and the loss program on its measured steps.
+    let pbs = c.run_pbs(plan, (n * state.epochs) as u64, steps) + c.loss_pbs(plan, n, state.epochs);
     let threads = rayon_threads();
     let estimate = bench::pbs_seconds(keys, plan, 2)
         .map(|t| {
@@ -146,7 +147,7 @@ fn announce(plan: &Plan, keys: &ServerKeys, n: usize, state: &TrainState) {
         })
         .unwrap_or_default();
     eprintln!(
-        "training `{}` encrypted ({}): {n} samples, {} epochs, {steps} steps ({left} to go), {} PBS per sample, {pbs} PBS in all{estimate}",
+        "training `{}` encrypted ({}): {n} samples, {} epochs, {steps} steps ({left} to go), {} PBS per sample (+ the loss's), {pbs} PBS in all{estimate}",
         plan.model,
         keys.params().id(),
         state.epochs,

@@ -383,7 +383,7 @@ fn failure(
         .max_by(|a, b| a.1.total_cmp(&b.1));
     let run = samples.map(|n| {
         let steps = n.div_ceil(plan.train.batch.max(1)) as u64 * plan.train.epochs as u64;
-        let pbs = c.run_pbs(plan, (n * plan.train.epochs) as u64, steps);
+        let pbs = c.run_pbs(plan, (n * plan.train.epochs) as u64, steps) + c.loss_pbs(plan, n, plan.train.epochs);
         let p = worst_lut.as_ref().map_or(0.0, |w| -(-w.1).ln_1p() * pbs as f64);
         (pbs, -(-p).exp_m1())
     });
