@@ -89,27 +89,98 @@ impl OpNoise {
     }
 }
 
-/// Per register, how many big keys its value is a sum over on the encrypted backend:
-/// data products are under the data key, bootstrap outputs under the PBS key, and
-/// there is no LWE keyswitch back from the PBS key, so `logit + softplus(…)` stays a
-/// sum of two parts until the next bootstrap keyswitches each (two keyswitches' noise).
-/// Client-encrypted terms join whichever key they are combined with.
-pub fn key_parts(plan: &crate::plan::Plan) -> Vec<u32> {
-    use crate::plan::Inst;
-    const DATA: u8 = 1;
-    const PBS: u8 = 2;
-    let mut k = vec![0u8; plan.regs.len()];
-    for inst in plan.all_insts() {
-        let from = |k: &[u8], rs: &[crate::plan::RegId]| rs.iter().fold(0, |m, r| m | k[r.index()]);
-        let v = match inst {
-            Inst::DataMatVec { .. } => DATA,
-            Inst::LabelTerm { .. } => 0,
-            Inst::Lut { .. } | Inst::MatVec { .. } | Inst::MatVecT { .. } | Inst::Mul { .. } => PBS,
-            other => from(&k, &other.reads()),
-        };
-        if let Some(out) = inst.out() {
-            k[out.index()] = v;
+/// The big keys a register's value is a sum over on the encrypted backend (one LWE
+/// vector per key: `runtime::tfhe::value`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KeySet {
+    pub data: bool,
+    pub pbs: bool,
+}
+
+impl KeySet {
+    pub const DATA: KeySet = KeySet { data: true, pbs: false };
+    pub const PBS: KeySet = KeySet { data: false, pbs: true };
+    pub fn known(self) -> bool {
+        self.data || self.pbs
+    }
+    pub fn mixed(self) -> bool {
+        self.data && self.pbs
+    }
+    fn union(self, o: KeySet) -> KeySet {
+        KeySet { data: self.data || o.data, pbs: self.pbs || o.pbs }
+    }
+    /// The one key a client-encrypted term combined with `self` is encrypted under.
+    fn one(self) -> KeySet {
+        if self.pbs {
+            KeySet::PBS
+        } else {
+            self
         }
     }
-    k.into_iter().map(|m| (m.count_ones()).max(1)).collect()
+}
+
+/// Keys of every register of the sample and loss programs: data products under the
+/// data key, bootstrap outputs (and server × server products, which end in
+/// bootstraps) under the PBS key, levelled ops the union of their operands'. There is
+/// no LWE keyswitch back from the PBS key, so `logit + softplus(…)` stays a sum of two
+/// parts until the next bootstrap keyswitches each. A label term has no key of its
+/// own: it takes one from the register it is combined with (iterated to a fixpoint;
+/// label terms never combined get the PBS key). Every register index of the plan must
+/// be in range (the runtime checks plans it loads first).
+pub fn key_sets(plan: &crate::plan::Plan) -> Vec<KeySet> {
+    use crate::plan::Inst;
+    let mut keys = vec![KeySet::default(); plan.regs.len()];
+    let labels: Vec<usize> = plan
+        .all_insts()
+        .filter_map(|i| match *i {
+            Inst::LabelTerm { out, .. } => Some(out.index()),
+            _ => None,
+        })
+        .collect();
+    for _ in 0..plan.all_insts().count() + 1 {
+        let before = keys.clone();
+        for inst in plan.all_insts() {
+            match *inst {
+                Inst::DataMatVec { out, .. } => keys[out.index()] = KeySet::DATA,
+                Inst::Lut { out, .. }
+                | Inst::MatVec { out, .. }
+                | Inst::MatVecT { out, .. }
+                | Inst::Mul { out, .. } => keys[out.index()] = KeySet::PBS,
+                Inst::Add { a, b, out } | Inst::Sub { a, b, out } => {
+                    let (a, b, out) = (a.index(), b.index(), out.index());
+                    for (l, other) in [(a, b), (b, a)] {
+                        if labels.contains(&l) && !keys[l].known() && keys[other].known() {
+                            keys[l] = keys[other].one();
+                        }
+                    }
+                    keys[out] = keys[out].union(keys[a]).union(keys[b]);
+                }
+                Inst::AddConst { a, out, .. }
+                | Inst::MulInt { a, out, .. }
+                | Inst::Elem { a, out, .. }
+                | Inst::Bcast { a, out } => keys[out.index()] = keys[out.index()].union(keys[a.index()]),
+                Inst::Concat { ref parts, out } => {
+                    for &p in parts {
+                        keys[out.index()] = keys[out.index()].union(keys[p.index()]);
+                    }
+                }
+                Inst::LabelTerm { .. } | Inst::DataOuterAcc { .. } | Inst::OuterAcc { .. } => {}
+            }
+        }
+        if keys == before {
+            break;
+        }
+    }
+    for &l in &labels {
+        if !keys[l].known() {
+            keys[l] = KeySet::PBS;
+        }
+    }
+    keys
+}
+
+/// Per register, how many big keys its value is a sum over ([`key_sets`]): each is
+/// keyswitched on its own before a bootstrap (that many keyswitches' noise).
+pub fn key_parts(plan: &crate::plan::Plan) -> Vec<u32> {
+    key_sets(plan).into_iter().map(|k| u32::from(k.data) + u32::from(k.pbs)).map(|n| n.max(1)).collect()
 }

@@ -12,6 +12,7 @@ use super::error::{invalid, TfheError};
 use super::ggsw::Direction;
 use super::keys::KeyKind;
 use super::params::ParamSet;
+use blindtuner_compiler::noise::sim::key_sets;
 use blindtuner_compiler::plan::{Inst, Layout, Plan, RegId, StepInst, TensorId};
 use blindtuner_compiler::spec::InputId;
 
@@ -50,9 +51,10 @@ impl PlanInfo {
         check_luts(plan, n)?;
         check_tensors(plan, n)?;
         check_refresh(plan)?;
-        let sets = infer_keys(plan)?;
+        check_regs(plan)?;
+        let sets = key_sets(plan);
         let reg_keys = sets.iter().map(|s| if s.data && !s.pbs { KeyKind::Data } else { KeyKind::Pbs }).collect();
-        let reg_mixed = sets.iter().map(|s| s.data && s.pbs).collect();
+        let reg_mixed = sets.iter().map(|s| s.mixed()).collect();
         let mut info = PlanInfo { reg_keys, reg_mixed, needs: Vec::new(), label_terms: Vec::new() };
         let mut written = Vec::new();
         let mut read = Vec::new();
@@ -320,91 +322,13 @@ fn check_step(plan: &Plan, s: &StepInst) -> Result<(), TfheError> {
     }
 }
 
-/// The big keys a register is a sum over.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct KeySet {
-    data: bool,
-    pbs: bool,
-}
-
-impl KeySet {
-    const DATA: KeySet = KeySet { data: true, pbs: false };
-    const PBS: KeySet = KeySet { data: false, pbs: true };
-    fn known(self) -> bool {
-        self.data || self.pbs
-    }
-    fn union(self, o: KeySet) -> KeySet {
-        KeySet { data: self.data || o.data, pbs: self.pbs || o.pbs }
-    }
-    /// The one key a client-encrypted term combined with `self` is encrypted under.
-    fn one(self) -> KeySet {
-        if self.pbs {
-            KeySet::PBS
-        } else {
-            self
+/// Every register an instruction reads or writes exists (before anything indexes
+/// `plan.regs` by them: a plan file may be corrupt or hand-edited).
+fn check_regs(plan: &Plan) -> Result<(), TfheError> {
+    for inst in plan.all_insts() {
+        if let Some(r) = inst.reads().into_iter().chain(inst.out()).find(|r| r.index() >= plan.regs.len()) {
+            return Err(invalid(format!("register {} out of range", r.0)));
         }
     }
-}
-
-/// Keys of every register: data products under the data key, bootstraps under the PBS
-/// key, levelled ops the union of their operands'. A label term has no key of its own:
-/// it takes one from the register it is combined with (iterate to a fixpoint; label
-/// terms never used get the PBS key).
-fn infer_keys(plan: &Plan) -> Result<Vec<KeySet>, TfheError> {
-    let mut keys: Vec<KeySet> = vec![KeySet::default(); plan.regs.len()];
-    let reg = |r: RegId| {
-        if r.index() < plan.regs.len() {
-            Ok(r.index())
-        } else {
-            Err(invalid(format!("register {} out of range", r.0)))
-        }
-    };
-    let labels: Vec<usize> = plan
-        .all_insts()
-        .filter_map(|i| match *i {
-            Inst::LabelTerm { out, .. } => Some(out.index()),
-            _ => None,
-        })
-        .collect();
-    for _ in 0..plan.all_insts().count() + 1 {
-        let before = keys.clone();
-        for inst in plan.all_insts() {
-            match *inst {
-                Inst::DataMatVec { out, .. } => keys[reg(out)?] = KeySet::DATA,
-                Inst::Lut { out, .. } => keys[reg(out)?] = KeySet::PBS,
-                Inst::Add { a, b, out } | Inst::Sub { a, b, out } => {
-                    let (a, b, out) = (reg(a)?, reg(b)?, reg(out)?);
-                    for (l, other) in [(a, b), (b, a)] {
-                        if labels.contains(&l) && !keys[l].known() && keys[other].known() {
-                            keys[l] = keys[other].one();
-                        }
-                    }
-                    keys[out] = keys[out].union(keys[a]).union(keys[b]);
-                }
-                Inst::AddConst { a, out, .. }
-                | Inst::MulInt { a, out, .. }
-                | Inst::Elem { a, out, .. }
-                | Inst::Bcast { a, out } => {
-                    let (a, out) = (reg(a)?, reg(out)?);
-                    keys[out] = keys[out].union(keys[a]);
-                }
-                Inst::Concat { ref parts, out } => {
-                    let out = reg(out)?;
-                    for &p in parts {
-                        keys[out] = keys[out].union(keys[reg(p)?]);
-                    }
-                }
-                _ => {}
-            }
-        }
-        if keys == before {
-            break;
-        }
-    }
-    for &l in &labels {
-        if !keys[l].known() {
-            keys[l] = KeySet::PBS;
-        }
-    }
-    Ok(keys)
+    Ok(())
 }
