@@ -25,7 +25,7 @@ use crate::noise::params::NoiseParams;
 use crate::plan::{Inst, Plan, PlanProduct, ProductStrategy, RegId};
 use blindtuner_grammar::ast::Span;
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// Diagnostic code: `--lowering` names no product or a lowering that cannot work.
 pub const E_LOWERING: &str = "E0703";
@@ -138,29 +138,43 @@ fn row_name(plan: &Plan, inst: &Inst) -> String {
     }
 }
 
-/// Every product of the plan with its lowering: the one `Plan::products` records, or
-/// (before the pass has run) the cheapest feasible one.
-pub fn rows(plan: &Plan) -> Vec<ProductRow> {
+/// The cheapest feasible lowering (a GGSW conversion always is).
+fn cheapest(alts: &[Alternative]) -> ProductStrategy {
+    alts.iter()
+        .filter(|a| a.pbs.is_some())
+        .min_by_key(|a| a.pbs)
+        .map_or(ProductStrategy::GgswConversion, |a| a.strategy)
+}
+
+/// Every product in program order with its alternatives, the lowering `decide` picks
+/// (`None`: skip it) and its cost given the GGSW conversions earlier products paid for.
+fn walk(plan: &Plan, mut decide: impl FnMut(usize, &str, &[Alternative]) -> Option<PlanProduct>) -> Vec<ProductRow> {
     let bits = lut_bits(plan);
     let mut converted: BTreeMap<RegId, usize> = BTreeMap::new();
     let mut out = Vec::new();
     for (i, inst) in plan.sample.iter().enumerate() {
         let Some(op) = operands(plan, inst) else { continue };
         let alts = alternatives(plan, &op, &converted, bits);
-        let cheapest = alts.iter().filter(|a| a.pbs.is_some()).min_by_key(|a| a.pbs).map(|a| a.strategy);
-        let (chosen, forced) = match plan.products.get(&i) {
-            Some(p) => (p.strategy, p.forced),
-            None => (cheapest.unwrap_or(ProductStrategy::GgswConversion), false),
-        };
-        // A forced infeasible lowering is refused by `choose`; count it as the
-        // conversion it would fall back to rather than as free.
-        let pbs = alts.iter().find(|a| a.strategy == chosen).and_then(|a| a.pbs).unwrap_or(0);
+        let name = row_name(plan, inst);
+        let Some(PlanProduct { strategy: chosen, forced }) = decide(i, &name, &alts) else { continue };
+        // `choose` refuses an infeasible lowering; a plan edited to hold one anyway is
+        // costed as the conversion it would need.
+        let feasible = |s: ProductStrategy| alts.iter().find(|a| a.strategy == s).and_then(|a| a.pbs);
+        let pbs = feasible(chosen).or_else(|| feasible(ProductStrategy::GgswConversion)).unwrap_or(0);
         if chosen == ProductStrategy::GgswConversion {
             converted.entry(op.int_reg).or_insert(i);
         }
-        out.push(ProductRow { inst: i, name: row_name(plan, inst), chosen, forced, pbs, alternatives: alts });
+        out.push(ProductRow { inst: i, name, chosen, forced, pbs, alternatives: alts });
     }
     out
+}
+
+/// Every product of the plan with its lowering: the one `Plan::products` records, or
+/// (before the pass has run) the cheapest feasible one.
+pub fn rows(plan: &Plan) -> Vec<ProductRow> {
+    walk(plan, |i, _, alts| {
+        Some(plan.products.get(&i).copied().unwrap_or(PlanProduct { strategy: cheapest(alts), forced: false }))
+    })
 }
 
 /// Bootstraps per sample of every product instruction, by index in `plan.sample`.
@@ -171,67 +185,51 @@ pub fn pbs_by_inst(plan: &Plan) -> BTreeMap<usize, u64> {
 /// Pass `products`: record the lowering of every product, the cheapest feasible one
 /// unless `forced` (node `s<i>` or the product's name → strategy) says otherwise.
 pub fn choose(plan: &mut Plan, forced: &BTreeMap<String, ProductStrategy>) -> Result<(), Vec<Diagnostic>> {
-    let mut errs = Vec::new();
-    let products: Vec<(usize, String, Span)> = plan
+    let names: Vec<(usize, String)> = plan
         .sample
         .iter()
         .enumerate()
         .filter(|(_, inst)| operands(plan, inst).is_some())
-        .map(|(i, inst)| {
-            let at = inst.out().or_else(|| inst.reads().first().copied());
-            let span = at.map_or(Span::default(), |r| plan.regs[r.index()].span);
-            (i, row_name(plan, inst), span)
-        })
+        .map(|(i, inst)| (i, row_name(plan, inst)))
         .collect();
-    for node in forced.keys() {
-        if !products.iter().any(|(i, name, _)| *node == format!("s{i}") || node == name) {
-            let names: Vec<String> = products.iter().map(|(i, n, _)| format!("s{i} ({n})")).collect();
-            let mut d = Diagnostic::error(E_LOWERING, format!("`--lowering {node}=…` names no product of this plan"));
-            d = if names.is_empty() {
+    let unknown: Vec<Diagnostic> = forced
+        .keys()
+        .filter(|node| !names.iter().any(|(i, name)| **node == format!("s{i}") || *node == name))
+        .map(|node| {
+            let d = Diagnostic::error(E_LOWERING, format!("`--lowering {node}=…` names no product of this plan"));
+            if names.is_empty() {
                 d.note("this plan has no product of two server values (data products are always external products)")
             } else {
-                d.note(format!("its products are: {}", names.join(", ")))
-            };
-            errs.push(d);
-        }
+                let list: Vec<String> = names.iter().map(|(i, n)| format!("s{i} ({n})")).collect();
+                d.note(format!("its products are: {}", list.join(", ")))
+            }
+        })
+        .collect();
+    if !unknown.is_empty() {
+        return Err(unknown);
     }
+    let mut errs = Vec::new();
+    let rows = walk(plan, |i, name, alts| {
+        let Some(&s) = forced.get(&format!("s{i}")).or_else(|| forced.get(name)) else {
+            return Some(PlanProduct { strategy: cheapest(alts), forced: false });
+        };
+        let a = alts.iter().find(|a| a.strategy == s)?;
+        if a.pbs.is_some() {
+            return Some(PlanProduct { strategy: s, forced: true });
+        }
+        let inst = &plan.sample[i];
+        let at = inst.out().or_else(|| inst.reads().first().copied());
+        let span = at.map_or(Span::default(), |r| plan.regs[r.index()].span);
+        errs.push(
+            Diagnostic::error(E_LOWERING, format!("`s{i}` ({name}) cannot be lowered by `{}`", s.name()))
+                .at(span, a.why.clone())
+                .hint("the feasible lowerings are listed in the report's `products` section"),
+        );
+        None
+    });
     if !errs.is_empty() {
         return Err(errs);
     }
-    plan.products.clear();
-    let bits = lut_bits(plan);
-    let mut converted: BTreeMap<RegId, usize> = BTreeMap::new();
-    let mut seen = BTreeSet::new();
-    for (i, name, span) in products {
-        let Some(op) = operands(plan, &plan.sample[i]) else { continue };
-        let alts = alternatives(plan, &op, &converted, bits);
-        let want = forced.get(&format!("s{i}")).or_else(|| forced.get(&name)).copied();
-        let choice = match want {
-            Some(s) => match alts.iter().find(|a| a.strategy == s) {
-                Some(a) if a.pbs.is_some() => PlanProduct { strategy: s, forced: true },
-                Some(a) => {
-                    errs.push(
-                        Diagnostic::error(E_LOWERING, format!("`s{i}` ({name}) cannot be lowered by `{}`", s.name()))
-                            .at(span, a.why.clone())
-                            .hint("the feasible lowerings are listed in the report's `products` section"),
-                    );
-                    continue;
-                }
-                None => continue,
-            },
-            None => {
-                let best = alts.iter().filter(|a| a.pbs.is_some()).min_by_key(|a| a.pbs);
-                PlanProduct { strategy: best.map_or(ProductStrategy::GgswConversion, |a| a.strategy), forced: false }
-            }
-        };
-        if choice.strategy == ProductStrategy::GgswConversion && seen.insert(op.int_reg) {
-            converted.insert(op.int_reg, i);
-        }
-        plan.products.insert(i, choice);
-    }
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(errs)
-    }
+    plan.products = rows.into_iter().map(|r| (r.inst, PlanProduct { strategy: r.chosen, forced: r.forced })).collect();
+    Ok(())
 }
