@@ -92,20 +92,8 @@ fn nesterov_rescales_per_step() {
 
 #[test]
 fn mlp_costs() {
-    let src = "model m {
-  input  x  : fixed[64] in [-8, 8]
-  label  y  : onehot[5]
-  param  W1 : fixed[16, 64] = normal(0.1)
-  param  b1 : fixed[16]     = zeros
-  param  W2 : fixed[5, 16]  = normal(0.1)
-  param  b2 : fixed[5]      = zeros
-  z1   = W1 @ x + b1
-  a1   = relu(z1)
-  z    = W2 @ a1 + b2
-  loss = softmax_cross_entropy(z, y)
-}
-train m { optimizer = sgd(lr = 0.25)  batch = 8  epochs = 1 }
-";
+    // A one-hidden-layer relu MLP, H = 16 (shared with `products.rs`).
+    let src = include_str!("data/mlp_h16.bt");
     let c = costs(&plan(src).unwrap());
     // No product of two server values fits a bootstrap's 5 input bits (weights have
     // ~20), so each converts its integer operand to GGSW (bits × 4 levels per value),

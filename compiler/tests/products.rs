@@ -9,21 +9,8 @@ use blindtuner_compiler::pipeline;
 use blindtuner_compiler::plan::{Plan, ProductStrategy};
 use std::collections::BTreeMap;
 
-const MLP: &str = "\
-model m {
-  input  x  : fixed[64] in [-8, 8]
-  label  y  : onehot[5]
-  param  W1 : fixed[16, 64] = normal(0.1)
-  param  b1 : fixed[16]     = zeros
-  param  W2 : fixed[5, 16]  = normal(0.1)
-  param  b2 : fixed[5]      = zeros
-  z1   = W1 @ x + b1
-  a1   = relu(z1)
-  z    = W2 @ a1 + b2
-  loss = softmax_cross_entropy(z, y)
-}
-train m { optimizer = sgd(lr = 0.25)  batch = 8  epochs = 1 }
-";
+/// A one-hidden-layer relu MLP, H = 16 (shared with `lower_costs.rs`).
+const MLP: &str = include_str!("data/mlp_h16.bt");
 
 fn compile(src: &str, forced: &[(&str, ProductStrategy)]) -> Result<Plan, String> {
     let (spec, diags) = check_source(src, &BTreeMap::new());

@@ -361,8 +361,8 @@ impl<'p> Machine<'p> {
                 let li = lut.index();
                 let forced = self.forced.get(&self.pc);
                 let mut res = Vec::with_capacity(self.regs[input.index()].len());
+                let parts = self.key_parts.get(input.index()).copied().unwrap_or(1);
                 for (e, &t) in self.regs[input.index()].iter().enumerate() {
-                    let parts = self.key_parts.get(input.index()).copied().unwrap_or(1);
                     let clean = self.noise.as_mut().map(|n| {
                         let before = n.op.before_pbs_parts(parts);
                         (l.eval(t, plan.poly_size).1, n.sample(before))

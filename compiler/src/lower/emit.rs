@@ -286,15 +286,14 @@ pub fn emit(
         assumptions: r.assumptions.clone(),
     })
     .map(|mut plan| {
-        plan.loss = loss.map(|mut l| {
-            // At most 10 % more bootstraps than training: step 0 of every epoch and
-            // then every `every`-th, one more than the ratio so that the extra first
-            // step stays within it once an epoch has ten times `every` steps.
-            let c = super::cost::costs(&plan);
-            let loss_pbs: u64 = l.program.iter().map(|i| super::cost::inst_cost(&plan, i).pbs).sum();
-            l.every = (loss_pbs * 10).div_ceil(c.pbs_per_sample.max(1)) as usize + 1;
-            l
-        });
+        plan.loss = loss;
+        // At most 10 % more bootstraps than training: step 0 of every epoch and then
+        // every `every`-th, one more than the ratio so that the extra first step stays
+        // within it once an epoch has ten times `every` steps.
+        let c = super::cost::costs(&plan);
+        if let Some(l) = &mut plan.loss {
+            l.every = (c.loss_pbs_per_sample * 10).div_ceil(c.pbs_per_sample.max(1)) as usize + 1;
+        }
         plan
     })
 }
@@ -495,9 +494,9 @@ fn emit_loss(em: &mut Emitter, net: &Net, u: RegId, bound: f64, k: usize, span: 
         unit * if softmax { -Builtin::Softplus.eval(-x) / 2.0 } else { x / 2.0 }
     };
     let cell = cell_real(cell_log2, uf);
-    let table = |name: &str, func: String, f: &dyn Fn(f64) -> f64| {
+    let table = |name: &str, func: String, f: &dyn Fn(f64) -> f64, odd: bool| {
         let t = TableFn { name: name.into(), func, f, in_fmt: uf, assumed: (-a, a), out_shift: lf.lsb as u32 };
-        if !softmax && name == "loss T" {
+        if odd {
             full_torus(&t, cell, n)
         } else {
             half_torus(&t, cell, n)
@@ -508,8 +507,9 @@ fn emit_loss(em: &mut Emitter, net: &Net, u: RegId, bound: f64, k: usize, span: 
     } else {
         ("softplus(z) − z/2".to_string(), "z/2".to_string())
     };
-    let h_lut = table("loss h", format!("({hf})·2^{LOSS_FRAC}"), &h);
-    let t_lut = table("loss T", format!("({tf})·2^{LOSS_FRAC}"), &t);
+    // The sigmoid head's T = u/2 is odd: the full torus, like its error table.
+    let h_lut = table("loss h", format!("({hf})·2^{LOSS_FRAC}"), &h, false);
+    let t_lut = table("loss T", format!("({tf})·2^{LOSS_FRAC}"), &t, !softmax);
     let hv = em.apply(h_lut, u, lf, span);
     let sign = em.reg("label sign", k, uf, span);
     em.sample.push(Inst::LabelTerm { label: net.label, on: 1u64 << 63, off: 0, out: sign, lr_scaled: false });
