@@ -171,8 +171,9 @@ pub struct SpecArgs {
     pub set: Vec<(String, usize)>,
     /// Force the lowering of a product of two server values (repeatable): NODE is the
     /// report's node id (`s2`) or the product's name, STRATEGY one of `square` (square
-    /// trick), `bivariate` (bivariate table) or `ggsw` (convert the integer operand to
-    /// GGSW). The report's `products` section lists the choices and their costs.
+    /// trick), `bivariate` (bivariate table), `ggsw` (convert the integer operand to
+    /// GGSW bit by bit) or `table-ggsw` (convert a table's output to GGSW: one bootstrap
+    /// per GGSW level). The report's `products` section lists the choices and their costs.
     #[arg(long = "lowering", value_name = "NODE=STRATEGY", value_parser = parse_lowering)]
     pub lowering: Vec<(String, ProductStrategy)>,
 }

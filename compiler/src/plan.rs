@@ -80,17 +80,26 @@ pub enum ProductStrategy {
     /// bootstrap per bit and decomposition level); every product with it is then an
     /// external product, and the conversion is shared by all products reading it.
     GgswConversion,
+    /// The integer operand is a lookup table's output: its GGSW is built from one
+    /// bootstrap of the table's *input* per GGSW level (the table times the level's
+    /// gadget factor), no bit extraction; shared like `GgswConversion`.
+    TableGgsw,
 }
 
 impl ProductStrategy {
-    pub const ALL: [ProductStrategy; 3] =
-        [ProductStrategy::SquareTrick, ProductStrategy::BivariateLut, ProductStrategy::GgswConversion];
+    pub const ALL: [ProductStrategy; 4] = [
+        ProductStrategy::SquareTrick,
+        ProductStrategy::BivariateLut,
+        ProductStrategy::GgswConversion,
+        ProductStrategy::TableGgsw,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             ProductStrategy::SquareTrick => "square",
             ProductStrategy::BivariateLut => "bivariate",
             ProductStrategy::GgswConversion => "ggsw",
+            ProductStrategy::TableGgsw => "table-ggsw",
         }
     }
 

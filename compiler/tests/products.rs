@@ -28,21 +28,32 @@ fn every_product_gets_the_cheapest_feasible_lowering_and_conversions_are_shared(
     let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["z", "d(W2|b2)", "da1", "e1"]);
     // A weight has ~20 bits: neither the square trick nor a bivariate table fits a
-    // bootstrap's 5 input bits, so each product converts its integer operand.
+    // bootstrap's 5 input bits, so each product converts its integer operand: the
+    // hidden activation `a1` (a table's output) from its table's input, one bootstrap
+    // per GGSW level; `e` and `da1` (sums, not table outputs) bit by bit.
+    let converts = [ProductStrategy::GgswConversion, ProductStrategy::TableGgsw];
     for r in &rows {
-        assert_eq!(r.chosen, ProductStrategy::GgswConversion, "{}", r.name);
-        assert!(r
-            .alternatives
-            .iter()
-            .filter(|a| a.strategy != ProductStrategy::GgswConversion)
-            .all(|a| a.pbs.is_none()));
+        assert!(converts.contains(&r.chosen), "{}", r.name);
+        assert!(r.alternatives.iter().filter(|a| !converts.contains(&a.strategy)).all(|a| a.pbs.is_none()));
         assert_eq!(plan.products[&r.inst].strategy, r.chosen);
         assert!(!r.forced);
     }
-    // `e ⊗ a1` reuses the conversion `W2 @ a1` paid for.
-    assert_eq!(rows[0].pbs, 16 * 7 * 4);
+    let chosen: Vec<ProductStrategy> = rows.iter().map(|r| r.chosen).collect();
+    assert_eq!(
+        chosen,
+        [
+            ProductStrategy::TableGgsw,
+            ProductStrategy::TableGgsw,
+            ProductStrategy::GgswConversion,
+            ProductStrategy::GgswConversion
+        ]
+    );
+    // 16 values × 6 levels instead of 16 × 7 bits × 4 levels; `e ⊗ a1` reuses it.
+    assert_eq!(rows[0].pbs, 16 * 6);
+    assert_eq!(rows[0].alternatives[2].pbs, Some(16 * 7 * 4));
     assert_eq!(rows[1].pbs, 0);
-    assert!(rows[1].alternatives[2].why.contains("already converted by s2"), "{}", rows[1].alternatives[2].why);
+    assert!(rows[1].alternatives[3].why.contains("already converted by s2"), "{}", rows[1].alternatives[3].why);
+    assert!(rows[2].alternatives[3].why.contains("not a lookup table's output"), "{}", rows[2].alternatives[3].why);
     let total: u64 = rows.iter().map(|r| r.pbs).sum();
     assert_eq!(costs(&plan).pbs_per_sample, 16 + 14 + 16 + total);
 }
@@ -61,6 +72,11 @@ fn a_forced_lowering_is_recorded_and_an_impossible_one_refused() {
 #[test]
 fn e0703_impossible_lowering() {
     insta::assert_snapshot!(compile(MLP, &[("s2", ProductStrategy::SquareTrick)]).expect_err("refused"));
+}
+
+#[test]
+fn e0703_not_a_table_output() {
+    insta::assert_snapshot!(compile(MLP, &[("da1", ProductStrategy::TableGgsw)]).expect_err("refused"));
 }
 
 #[test]

@@ -13,7 +13,11 @@
 //! * **GGSW conversion**: circuit-bootstrap the integer operand into GGSW ciphertexts
 //!   (one bootstrap per bit and GGSW decomposition level), after which every product
 //!   with it is an external product, exactly like a data product. The conversion is
-//!   paid once per register and shared by every product that reads it.
+//!   paid once per register and shared by every product that reads it;
+//! * **table → GGSW**: when the integer operand is a lookup table's output (a hidden
+//!   activation, its derivative), its GGSW needs no bit extraction — one bootstrap of
+//!   the table's input per GGSW level, with the table times that level's gadget factor
+//!   (`runtime::tfhe::convert`); shared per register like the general conversion.
 //!
 //! The plan's semantics are exact whatever the lowering (`plan.rs`): the choice only
 //! changes the bootstraps. The pass takes the cheapest feasible lowering per product in
@@ -91,8 +95,14 @@ pub struct ProductRow {
     pub alternatives: Vec<Alternative>,
 }
 
+/// The instruction index and table of the `Lut` that writes `reg`, if one does.
+fn table_writer(plan: &Plan, reg: RegId) -> Option<usize> {
+    plan.sample.iter().position(|inst| matches!(*inst, Inst::Lut { out, .. } if out == reg))
+}
+
 fn alternatives(plan: &Plan, op: &Operands, converted: &BTreeMap<RegId, usize>, bits: u32) -> Vec<Alternative> {
     let levels = NoiseParams::DEFAULT.ggsw.levels;
+    let convert_levels = NoiseParams::DEFAULT.convert.levels;
     let name = |r: RegId| plan.regs[r.index()].name.clone();
     ProductStrategy::ALL
         .into_iter()
@@ -124,6 +134,20 @@ fn alternatives(plan: &Plan, op: &Operands, converted: &BTreeMap<RegId, usize>, 
                         )
                     }
                 },
+                ProductStrategy::TableGgsw => match (converted.get(&op.int_reg), table_writer(plan, op.int_reg)) {
+                    (_, None) => (None, format!("`{}` is not a lookup table's output", name(op.int_reg))),
+                    (Some(&by), Some(_)) => (Some(0), format!("`{}` already converted by s{by}", name(op.int_reg))),
+                    (None, Some(w)) => {
+                        let len = plan.regs[op.int_reg.index()].len as u64;
+                        (
+                            Some(len * u64::from(convert_levels)),
+                            format!(
+                                "{len} values × {convert_levels} levels of `{}` (its table, s{w})",
+                                name(op.int_reg)
+                            ),
+                        )
+                    }
+                },
             };
             Alternative { strategy, pbs, why }
         })
@@ -138,31 +162,38 @@ fn row_name(plan: &Plan, inst: &Inst) -> String {
     }
 }
 
-/// The cheapest feasible lowering (a GGSW conversion always is).
-fn cheapest(alts: &[Alternative]) -> ProductStrategy {
+/// The cheapest feasible lowering (a GGSW conversion always is); on a tie, the one
+/// that already converted the operand (`prefer`), so a register reads one kind of GGSW.
+fn cheapest(alts: &[Alternative], prefer: Option<ProductStrategy>) -> ProductStrategy {
     alts.iter()
         .filter(|a| a.pbs.is_some())
-        .min_by_key(|a| a.pbs)
+        .min_by_key(|a| (a.pbs, Some(a.strategy) != prefer))
         .map_or(ProductStrategy::GgswConversion, |a| a.strategy)
 }
 
 /// Every product in program order with its alternatives, the lowering `decide` picks
 /// (`None`: skip it) and its cost given the GGSW conversions earlier products paid for.
-fn walk(plan: &Plan, mut decide: impl FnMut(usize, &str, &[Alternative]) -> Option<PlanProduct>) -> Vec<ProductRow> {
+fn walk(
+    plan: &Plan,
+    mut decide: impl FnMut(usize, &str, &[Alternative], Option<ProductStrategy>) -> Option<PlanProduct>,
+) -> Vec<ProductRow> {
     let bits = lut_bits(plan);
     let mut converted: BTreeMap<RegId, usize> = BTreeMap::new();
+    let mut converted_by: BTreeMap<RegId, ProductStrategy> = BTreeMap::new();
     let mut out = Vec::new();
     for (i, inst) in plan.sample.iter().enumerate() {
         let Some(op) = operands(plan, inst) else { continue };
         let alts = alternatives(plan, &op, &converted, bits);
         let name = row_name(plan, inst);
-        let Some(PlanProduct { strategy: chosen, forced }) = decide(i, &name, &alts) else { continue };
+        let prefer = converted_by.get(&op.int_reg).copied();
+        let Some(PlanProduct { strategy: chosen, forced }) = decide(i, &name, &alts, prefer) else { continue };
         // `choose` refuses an infeasible lowering; a plan edited to hold one anyway is
         // costed as the conversion it would need.
         let feasible = |s: ProductStrategy| alts.iter().find(|a| a.strategy == s).and_then(|a| a.pbs);
         let pbs = feasible(chosen).or_else(|| feasible(ProductStrategy::GgswConversion)).unwrap_or(0);
-        if chosen == ProductStrategy::GgswConversion {
+        if matches!(chosen, ProductStrategy::GgswConversion | ProductStrategy::TableGgsw) {
             converted.entry(op.int_reg).or_insert(i);
+            converted_by.entry(op.int_reg).or_insert(chosen);
         }
         out.push(ProductRow { inst: i, name, chosen, forced, pbs, alternatives: alts });
     }
@@ -172,8 +203,8 @@ fn walk(plan: &Plan, mut decide: impl FnMut(usize, &str, &[Alternative]) -> Opti
 /// Every product of the plan with its lowering: the one `Plan::products` records, or
 /// (before the pass has run) the cheapest feasible one.
 pub fn rows(plan: &Plan) -> Vec<ProductRow> {
-    walk(plan, |i, _, alts| {
-        Some(plan.products.get(&i).copied().unwrap_or(PlanProduct { strategy: cheapest(alts), forced: false }))
+    walk(plan, |i, _, alts, prefer| {
+        Some(plan.products.get(&i).copied().unwrap_or(PlanProduct { strategy: cheapest(alts, prefer), forced: false }))
     })
 }
 
@@ -209,9 +240,9 @@ pub fn choose(plan: &mut Plan, forced: &BTreeMap<String, ProductStrategy>) -> Re
         return Err(unknown);
     }
     let mut errs = Vec::new();
-    let rows = walk(plan, |i, name, alts| {
+    let rows = walk(plan, |i, name, alts, prefer| {
         let Some(&s) = forced.get(&format!("s{i}")).or_else(|| forced.get(name)) else {
-            return Some(PlanProduct { strategy: cheapest(alts), forced: false });
+            return Some(PlanProduct { strategy: cheapest(alts, prefer), forced: false });
         };
         let a = alts.iter().find(|a| a.strategy == s)?;
         if a.pbs.is_some() {

@@ -104,6 +104,19 @@ pub fn pbs(p: &NoiseParams, bsk: Decomp) -> f64 {
     p.lwe_dim as f64 * external_product(p, bsk, p.glwe_var(), 0.5)
 }
 
+/// Variance of a row of a GGSW converted from a server value (a table's output, see
+/// `runtime::tfhe::convert`), as [`external_product`]'s `ggsw_var` (which multiplies
+/// it by `(k+1)·N` digits per level). The bootstrap leaves one scalar noise `e` in the
+/// LWE of `m·q/B^l`; the private functional packing keyswitch puts it in the last row
+/// as the constant coefficient only (`≈ 0` after the product: one digit instead of
+/// `N`), and in the rows `i < k` as `−S_i·e`, whose product with a digit polynomial has
+/// `N/2` terms (`E[s²] = ½`). Every coefficient of every row also gets the keyswitch's
+/// own noise (input `k·N`, one LWE). Measured within 25 % (`runtime/tests/tfhe_convert.rs`).
+pub fn converted_ggsw_row(p: &NoiseParams, bsk: Decomp, pfks: Decomp) -> f64 {
+    let k = p.glwe_dim as f64;
+    k / (2.0 * (k + 1.0)) * pbs(p, bsk) + packing_keyswitch(p, p.big_lwe_dim(), pfks, p.glwe_var(), 1)
+}
+
 /// Noise added by an LWE keyswitch from dimension `input_dim` with a key encrypted at
 /// `ksk_var`: `l·n_in` digits times the key noise, plus the rounding of the `n_in` mask
 /// elements to `B^l` times the (binary) input key.

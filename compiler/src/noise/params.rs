@@ -74,6 +74,9 @@ pub struct NoiseParams {
     pub pks: Decomp,
     /// The client's data GGSWs.
     pub ggsw: Decomp,
+    /// GGSWs the server converts a table's output into (`ProductStrategy::TableGgsw`):
+    /// their rows are as noisy as a bootstrap's output, so a small base with more levels.
+    pub convert: Decomp,
     /// Mantissa bits of the FFT's floating point (f64: 53); enters the FFT error term.
     pub fft_mantissa: u32,
 }
@@ -92,6 +95,7 @@ impl NoiseParams {
         bsk: Decomp::new(12, 3),
         pks: Decomp::new(9, 4),
         ggsw: Decomp::new(10, 4),
+        convert: Decomp::new(4, 6),
         fft_mantissa: 53,
     };
 

@@ -233,6 +233,7 @@ pub fn build_with(plan: &Plan, source: Option<&str>, opts: &ReportOptions) -> Re
                 Some(ProductStrategy::SquareTrick) => "square trick",
                 Some(ProductStrategy::BivariateLut) => "bivariate table",
                 Some(ProductStrategy::GgswConversion) => "GGSW conversion",
+                Some(ProductStrategy::TableGgsw) => "table → GGSW",
                 None => ic.lowering.name(),
             },
             pbs: ic.pbs,

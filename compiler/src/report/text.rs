@@ -91,8 +91,17 @@ pub fn render_text(r: &Report) -> String {
             "products of two server values (lowering chosen per product; force one with --lowering NODE=STRATEGY)"
         );
         let pbs = |a: &crate::lower::products::Alternative| a.pbs.map_or("-".to_string(), |p| p.to_string());
-        let header =
-            ["node", "name", "lowering", "PBS", "square", "bivariate", "ggsw", "why (of the chosen; - : cannot work)"];
+        let header = [
+            "node",
+            "name",
+            "lowering",
+            "PBS",
+            "square",
+            "bivariate",
+            "ggsw",
+            "table-ggsw",
+            "why (of the chosen; - : cannot work)",
+        ];
         let rows: Vec<Vec<String>> = r
             .products
             .iter()
@@ -115,11 +124,12 @@ pub fn render_text(r: &Report) -> String {
                     alt(0),
                     alt(1),
                     alt(2),
+                    alt(3),
                     why,
                 ]
             })
             .collect();
-        table(&mut s, &header, &rows, &[3, 4, 5, 6]);
+        table(&mut s, &header, &rows, &[3, 4, 5, 6, 7]);
         for p in r.products.iter().filter(|p| p.forced) {
             let best = p.alternatives.iter().filter_map(|a| a.pbs.map(|x| (x, a.strategy))).min_by_key(|b| b.0);
             if let Some((b, strat)) = best.filter(|(b, _)| *b < p.pbs) {

@@ -17,6 +17,7 @@ pub mod average;
 pub mod bench;
 pub mod cipher;
 pub mod client;
+pub mod convert;
 pub mod driver;
 pub mod error;
 pub mod exec;

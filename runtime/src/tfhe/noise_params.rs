@@ -36,6 +36,7 @@ pub fn noise_params(p: &ParamSet) -> NoiseParams {
         bsk: decomp(p.bsk),
         pks: decomp(p.pks),
         ggsw: decomp(p.ggsw),
+        convert: decomp(p.convert),
         fft_mantissa: 53,
     }
 }

@@ -79,6 +79,9 @@ pub struct ParamSet {
     pub pks: Decomp,
     /// Client data GGSWs.
     pub ggsw: Decomp,
+    /// GGSWs converted from a table's output on the server (`convert.rs`); their
+    /// private functional packing keyswitch uses `pks`.
+    pub convert: Decomp,
 }
 
 impl ParamSet {
@@ -103,6 +106,7 @@ impl ParamSet {
             },
             pks: Decomp::new(9, 4),
             ggsw: Decomp::new(10, 4),
+            convert: Decomp::new(4, 6),
         }
     }
 

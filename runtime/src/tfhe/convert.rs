@@ -1,0 +1,194 @@
+//! GGSW conversion of a server value that a lookup table computes (DESIGN §5: once a
+//! hidden layer exists, products have no client-data operand; converting one operand
+//! to GGSW makes them external products again).
+//!
+//! The general circuit bootstrap extracts the value's bits and converts each (one
+//! bootstrap per bit *and* per GGSW level). When the integer operand is the output of a
+//! table — a hidden activation `relu(z)`, its derivative, an error — no bit extraction
+//! is needed: a GGSW of `m` is, per decomposition level `l`, the GLWE rows
+//! `(−S_i·m·q/B^l, …, m·q/B^l)`, and an LWE of `m·q/B^l` is one bootstrap of the
+//! table's *input* with the table `m(cell)·q/B^l` (any torus value can sit in a cell).
+//! The private functional packing keyswitch (tfhe's circuit-bootstrap key list: the
+//! functions `x ↦ −S_i·x` and `x ↦ x`, from the bootstrap's output key to its GLWE key)
+//! turns that LWE into the level's rows. Cost: `levels` bootstraps per value,
+//! whatever `m`'s bits.
+//!
+//! GGSWs are linear in their message, so `Σ_j X^(e_j)·GGSW(m_j)` (every row polynomial
+//! multiplied by a monomial, then added) is a GGSW of the polynomial `Σ_j m_j X^(e_j)`:
+//! one external product with it computes a whole vector of products, as the client's
+//! polynomial data GGSWs do (`ggsw.rs`).
+//!
+//! Noise: the rows carry the bootstrap's output noise plus the keyswitch's, which the
+//! external product multiplies by `(k+1)·l·N` digits of the other operand (the key
+//! term of `noise::formulas::external_product`) — absolute noise, independent of `m`,
+//! so small bases with more levels keep it low. `noise::formulas::converted_ggsw_row`
+//! is the model; `runtime/tests/tfhe_convert.rs` measures it.
+
+use super::cipher::{Glwe, Lwe, LweVec};
+use super::error::TfheError;
+use super::keys::{ClientKey, ServerKeys};
+use super::ops::{self, Scratch};
+use super::params::{Decomp, ParamSet};
+use super::rng::CryptoRng;
+use blindtuner_compiler::plan::Lut;
+use tfhe::core_crypto::prelude::*;
+
+/// Decompositions of a conversion: the output GGSW's gadget and the private functional
+/// packing keyswitch that builds its rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvertParams {
+    pub ggsw: Decomp,
+    pub pfks: Decomp,
+}
+
+impl ConvertParams {
+    /// The parameter set's: `convert` (base 2^4, 6 levels: 24 bits of the other operand
+    /// kept; the key term is 2^6 below what the client GGSWs' base 2^10 would give with
+    /// rows this noisy) and the packing keyswitch's decomposition.
+    pub fn of(p: &ParamSet) -> ConvertParams {
+        ConvertParams { ggsw: p.convert, pfks: p.pks }
+    }
+}
+
+/// The server's key for conversions: tfhe's circuit-bootstrap key list (`k + 1` private
+/// functional packing keyswitch keys from the PBS key `s` to the PBS GLWE key `S`).
+/// Like every circuit bootstrap it encrypts `S` under itself (circular security, as
+/// tfhe's WoP-PBS assumes); it is generated only for plans that convert.
+pub struct ConvertKey {
+    pub(crate) params: ConvertParams,
+    pub(crate) pfpksk: LwePrivateFunctionalPackingKeyswitchKeyListOwned<u64>,
+}
+
+impl ConvertKey {
+    pub fn params(&self) -> ConvertParams {
+        self.params
+    }
+}
+
+impl ClientKey {
+    /// Derive the conversion key (about `(k+1)·N·levels` GLWEs: 256 MiB at 9x4).
+    pub fn convert_key(&self, cp: ConvertParams, rng: &mut CryptoRng) -> ConvertKey {
+        let p = &self.params;
+        let pfpksk = par_allocate_and_generate_new_circuit_bootstrap_lwe_pfpksk_list(
+            &self.pbs.as_lwe_secret_key(),
+            &self.pbs,
+            cp.pfks.base_log(),
+            cp.pfks.level_count(),
+            p.glwe_noise,
+            p.modulus,
+            rng.encryption_generator(),
+        );
+        ConvertKey { params: cp, pfpksk }
+    }
+
+    /// A GLWE of the torus polynomial `msg` under the PBS GLWE key (what a converted
+    /// GGSW multiplies), e.g. packed errors or a weight polynomial.
+    pub fn encrypt_pbs_glwe(&self, msg: &[u64], rng: &mut CryptoRng) -> Glwe {
+        let p = &self.params;
+        let mut g = GlweCiphertext::new(0u64, p.glwe_size(), p.poly_size, p.modulus);
+        let pt = PlaintextList::from_container(msg.to_vec());
+        encrypt_glwe_ciphertext(&self.pbs, &mut g, &pt, p.glwe_noise, rng.encryption_generator());
+        g
+    }
+
+    /// The phase of a GLWE under the PBS GLWE key (verification only).
+    pub fn pbs_glwe_phase(&self, glwe: &Glwe) -> Vec<u64> {
+        let mut out = PlaintextList::new(0u64, PlaintextCount(glwe.polynomial_size().0));
+        decrypt_glwe_ciphertext(&self.pbs, glwe, &mut out);
+        out.into_container()
+    }
+}
+
+/// The table a level's bootstrap reads: `m(cell)·q/B^level`, where `m` is the integer
+/// the product reads from `lut`'s output (`plan::Format::int_value` on the grid `2^lsb`).
+pub fn level_table(lut: &Lut, int_lsb: i32, dec: Decomp, level: usize) -> Lut {
+    let gadget = 64 - (dec.base_log * level) as u32;
+    let ints = lut.table.iter().map(|&t| int_value((t as u64).wrapping_shl(lut.out_shift), int_lsb));
+    Lut {
+        name: format!("{} → GGSW level {level}", lut.name),
+        func: format!("int({})·2^{gadget}", lut.func),
+        table: ints.collect(),
+        out_shift: gadget,
+        lr_scaled: false,
+        ..lut.clone()
+    }
+}
+
+fn int_value(t: u64, lsb: i32) -> i64 {
+    if lsb <= 0 {
+        return t as i64;
+    }
+    let half = 1i128 << (lsb - 1);
+    (((t as i64) as i128 + half) >> lsb) as i64
+}
+
+/// `GGSW(m_i)` (standard domain, under the PBS GLWE key) for every element of `x`,
+/// where `m_i` is the integer value on the grid `2^int_lsb` of `lut` at `x_i`.
+/// Bootstraps: `x.len() · levels` (returned with the GGSWs, for the counters).
+pub fn table_to_ggsw(
+    sk: &ServerKeys,
+    ck: &ConvertKey,
+    lut: &Lut,
+    int_lsb: i32,
+    x: &LweVec,
+) -> Result<(Vec<GgswCiphertextOwned<u64>>, u64), TfheError> {
+    let p = sk.params();
+    let ksk =
+        sk.ksk_from(x.key).ok_or_else(|| TfheError::InvalidPlan("conversion input under the small key".into()))?;
+    let small: Vec<Lwe> = ops::keyswitch_offset(ksk, &x.cts, lut.offset);
+    let dec = ck.params.ggsw;
+    let mut out: Vec<GgswCiphertextOwned<u64>> = (0..x.cts.len())
+        .map(|_| GgswCiphertext::new(0u64, p.glwe_size(), p.poly_size, dec.base_log(), dec.level_count(), p.modulus))
+        .collect();
+    let fft = Fft::new(p.poly_size);
+    let mut scratch = Scratch::new();
+    for out_idx in 0..dec.levels {
+        // Level matrix 0 is the finest level (tfhe's convention, see `ggsw.rs`).
+        let level = dec.levels - out_idx;
+        let acc = ops::accumulator(p, &level_table(lut, int_lsb, dec, level), 0);
+        let lwes = ops::batch_pbs(p, &sk.bsk, &acc, &small, fft.as_view(), &mut scratch);
+        for (ggsw, lwe) in out.iter_mut().zip(&lwes) {
+            let mut matrix = ggsw.iter_mut().nth(out_idx).expect("level matrix exists");
+            for (key, mut row) in ck.pfpksk.iter().zip(matrix.as_mut_glwe_list().iter_mut()) {
+                private_functional_keyswitch_lwe_ciphertext_into_glwe_ciphertext(&key, &mut row, lwe);
+            }
+        }
+    }
+    Ok((out, (x.cts.len() * dec.levels) as u64))
+}
+
+/// `dst += X^degree · src` for every row polynomial (negacyclic: `X^N = −1`; a negative
+/// degree is taken modulo `2N`): `dst` becomes a GGSW of `μ_dst + X^degree·μ_src`.
+pub fn add_monomial_ggsw(dst: &mut GgswCiphertextOwned<u64>, src: &GgswCiphertextOwned<u64>, degree: i64) {
+    let n = src.polynomial_size().0;
+    let two_n = 2 * n as i64;
+    let e = degree.rem_euclid(two_n) as usize;
+    for (d, s) in dst.as_mut().chunks_exact_mut(n).zip(src.as_ref().chunks_exact(n)) {
+        for (i, &v) in s.iter().enumerate() {
+            let t = i + e;
+            let (pos, neg) = if t < n {
+                (t, false)
+            } else if t < 2 * n {
+                (t - n, true)
+            } else {
+                (t - 2 * n, false)
+            };
+            d[pos] = if neg { d[pos].wrapping_sub(v) } else { d[pos].wrapping_add(v) };
+        }
+    }
+}
+
+/// A zero GGSW of the conversion's shape (the start of a sum of monomial-shifted GGSWs).
+pub fn zero_ggsw(p: &ParamSet, cp: ConvertParams) -> GgswCiphertextOwned<u64> {
+    GgswCiphertext::new(0u64, p.glwe_size(), p.poly_size, cp.ggsw.base_log(), cp.ggsw.level_count(), p.modulus)
+}
+
+/// `GLWE ⊡ GGSW` for one product (converts the GGSW to the Fourier domain first).
+pub fn external_product(p: &ParamSet, ggsw: &GgswCiphertextOwned<u64>, glwe: &Glwe) -> Glwe {
+    let fft = Fft::new(p.poly_size);
+    let mut buf = ComputationBuffers::new();
+    let f = super::ggsw::to_fourier(ggsw, fft.as_view(), &mut buf);
+    let mut acc = ops::zero_glwe(p);
+    ops::external_product_add(p, &mut acc, &f, glwe, fft.as_view(), &mut Scratch::new());
+    acc
+}
