@@ -97,12 +97,12 @@ fn mlp_costs() {
     let c = costs(&plan(src).unwrap());
     // No product of two server values fits a bootstrap's 5 input bits (weights have
     // ~20), so each converts its integer operand to GGSW, once per register: relu 16 +
-    // `W2 @ a1` (a1 is a table's output: 16 values × 6 GGSW levels) + softmax 4·5 − 6 +
+    // `W2 @ a1` (a1 is a table's output: 16 values × 10 GGSW levels) + softmax 4·5 − 6 +
     // `e ⊗ a1` (a1 already converted) + `W2ᵀ e` (e, a sum: 5 × 8 bits × 4 levels) +
-    // relu' 16 + the mask product (dh: 16 × 8 × 4).
-    let expected = 16 + 96 + 14 + 160 + 16 + 512;
+    // the relu' mask without a product: a gate table and two halving tables per unit.
+    let expected = 16 + 160 + 14 + 160 + 3 * 16;
     assert_eq!(c.pbs_per_sample, expected);
-    assert_eq!(c.forward_pbs, 16 + 96);
+    assert_eq!(c.forward_pbs, 16 + 160);
     // It grows with H and k, not with d.
     let c16 = costs(&plan(&src.replace("fixed[64]", "fixed[16]").replace("fixed[16, 64]", "fixed[16, 16]")).unwrap());
     assert_eq!(c16.pbs_per_sample, expected);

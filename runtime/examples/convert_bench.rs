@@ -19,7 +19,14 @@ fn main() {
     let cp = ConvertParams::of(&params);
     let t = Instant::now();
     let ckey = ck.convert_key(cp, &mut rng);
-    println!("convert key ({}x{} pfks): {:.1} s", cp.pfks.base_log, cp.pfks.levels, t.elapsed().as_secs_f64());
+    println!(
+        "convert keys (bsk {}x{}, pfks {}x{}): {:.1} s",
+        cp.bsk.base_log,
+        cp.bsk.levels,
+        cp.pfks.base_log,
+        cp.pfks.levels,
+        t.elapsed().as_secs_f64()
+    );
 
     let lut = Lut {
         name: "relu".into(),

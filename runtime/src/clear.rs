@@ -339,6 +339,11 @@ impl<'p> Machine<'p> {
                 for (r, o) in res.iter_mut().enumerate() {
                     *o = dot(&p[r * t.cols..(r + 1) * t.cols], vi.iter().copied());
                 }
+                // One external product with the polynomial GGSW of `int(v)`.
+                let var = self.product_noise(v, &vi);
+                if let Some(n) = &mut self.noise {
+                    n.add(&mut res, var);
+                }
                 self.regs[out.index()] = res;
             }
             Inst::MatVecT { tensor, v, out } => {
@@ -353,6 +358,10 @@ impl<'p> Machine<'p> {
                         acc = acc.wrapping_add(p[r * t.cols + j].wrapping_mul(e as u64));
                     }
                     *o = acc;
+                }
+                let var = self.product_noise(v, &vi);
+                if let Some(n) = &mut self.noise {
+                    n.add(&mut res, var);
                 }
                 self.regs[out.index()] = res;
             }
@@ -396,7 +405,18 @@ impl<'p> Machine<'p> {
             Inst::Sub { a, b, out } => self.zip(a, b, out, |x, y| x.wrapping_sub(y)),
             Inst::Mul { a, b, out } => {
                 let fa = plan.regs[a.index()].fmt;
-                self.zip(a, b, out, move |x, y| (fa.int_value(x) as u64).wrapping_mul(y))
+                self.zip(a, b, out, move |x, y| (fa.int_value(x) as u64).wrapping_mul(y));
+                // Per element: `b_i` packed into a GLWE (its rounding and key noise, times
+                // `int(a_i)²`), then one external product with `GGSW(int(a_i))`.
+                let ai: Vec<i64> = self.regs[a.index()].iter().map(|&x| fa.int_value(x)).collect();
+                let vars: Vec<f64> = ai.iter().map(|&m| self.product_noise(a, &[m])).collect();
+                if let Some(n) = &mut self.noise {
+                    let (round, key) = n.op.packing(1);
+                    for (o, (&m, var)) in self.regs[out.index()].iter_mut().zip(ai.iter().zip(vars)) {
+                        let m2 = (m as f64) * (m as f64);
+                        *o = o.wrapping_add(n.sample((round + key) * m2 + var));
+                    }
+                }
             }
             Inst::AddConst { a, c, out } => self.map(a, out, |x| x.wrapping_add(c)),
             Inst::MulInt { a, c, out } => self.map(a, out, |x| x.wrapping_mul(c as u64)),
@@ -451,7 +471,26 @@ impl<'p> Machine<'p> {
             Inst::OuterAcc { grad, e, v, one } => {
                 let fmt = plan.regs[v.index()].fmt;
                 let vi: Vec<i64> = self.regs[v.index()].iter().map(|&x| fmt.int_value(x)).chain(one).collect();
-                outer_acc(&mut self.tensors[grad.index()], plan.tensors[grad.index()].cols, &self.regs[e.index()], &vi);
+                let cols = plan.tensors[grad.index()].cols;
+                let var = self.product_noise(v, &vi);
+                let Some(n) = &mut self.noise else {
+                    outer_acc(&mut self.tensors[grad.index()], cols, &self.regs[e.index()], &vi);
+                    return;
+                };
+                // `e` packed into one GLWE (rounding per value, times `int(v_j)`; the key
+                // term times ‖int(v)‖²), then one external product with the polynomial
+                // GGSW of `int(v)`.
+                let (round, key) = n.op.packing(self.regs[e.index()].len());
+                let mut ev = self.regs[e.index()].clone();
+                n.add(&mut ev, round);
+                let g = &mut self.tensors[grad.index()];
+                outer_acc(g, cols, &ev, &vi);
+                let mu2: f64 = vi.iter().map(|&m| (m as f64) * (m as f64)).sum();
+                for row in g.chunks_mut(cols).take(ev.len()) {
+                    for gj in row.iter_mut().take(vi.len()) {
+                        *gj = gj.wrapping_add(n.sample(key * mu2 + var));
+                    }
+                }
             }
         }
     }
@@ -489,6 +528,18 @@ impl<'p> Machine<'p> {
     fn map(&mut self, a: RegId, out: RegId, f: impl Fn(u64) -> u64) {
         let res: Vec<u64> = self.regs[a.index()].iter().map(|&x| f(x)).collect();
         self.regs[out.index()] = res;
+    }
+}
+
+impl Machine<'_> {
+    /// Own noise of one output coefficient of the product at `self.pc` whose integer
+    /// operand `v` reads `ints` (0 unless simulating): see `OpNoise::converted_product`.
+    fn product_noise(&self, v: RegId, ints: &[i64]) -> f64 {
+        let Some(n) = &self.noise else { return 0.0 };
+        let Some(prod) = self.plan.products.get(&self.pc) else { return 0.0 };
+        let mu2: f64 = ints.iter().map(|&m| (m as f64) * (m as f64)).sum();
+        let bits = self.plan.regs[v.index()].fmt.bits();
+        n.op.converted_product(prod.strategy, ints.len(), bits, mu2)
     }
 }
 

@@ -68,7 +68,7 @@ fn a_converted_table_output_multiplies_like_a_ggsw_with_the_modelled_noise() {
     let glwe = ck.encrypt_pbs_glwe(&w, &mut rng);
 
     let np: NoiseParams = noise_params(p);
-    let row = formulas::converted_ggsw_row(&np, np.bsk, noise_dec(cp.pfks));
+    let row = formulas::converted_ggsw_row(&np, noise_dec(cp.bsk), noise_dec(cp.pfks));
     let mut sum_sq = 0.0;
     let mut predicted = 0.0;
     let mut count = 0.0;

@@ -64,6 +64,64 @@ impl Emitter {
     }
 }
 
+/// `e = relu'(z)·dh` without a product of two server values: a gate table puts half
+/// the torus on `dh` where `relu'(z) = 0`, and an odd table `T(u) = u/2` (full torus,
+/// in `e`'s format) read at `dh + gate` and at `dh` gives `±T(dh)` and `T(dh)`: their
+/// sum is `dh` where the unit is active and `0` where it is not. Three bootstraps per
+/// hidden unit instead of a GGSW conversion of `dh` (bits × levels); `dh` is read at
+/// the failure budget's cells (`cell_log2`).
+fn relu_mask(
+    em: &mut Emitter,
+    (dh, dh_fmt): (RegId, Format),
+    (z, z_fmt, z_range): (RegId, Format, (f64, f64)),
+    e_fmt: Format,
+    cell_log2: i32,
+    name: &str,
+    span: Span,
+) -> RegId {
+    let n = em.poly_size;
+    let closed = |u: f64| if Builtin::Relu.deriv(u) > 0.0 { 0.0 } else { 1.0 };
+    let gate = half_torus(
+        &TableFn {
+            name: "relu gate".into(),
+            func: "(1 − relu'(z))·2^63".into(),
+            f: &closed,
+            in_fmt: z_fmt,
+            assumed: z_range,
+            out_shift: 63,
+        },
+        1.0 / 8.0,
+        n,
+    );
+    let gate_fmt = Format { scale: dh_fmt.scale, lsb: 63, range: dh_fmt.range, proven: false };
+    let g = em.apply(gate, z, gate_fmt, span);
+    let u = em.bin(|a, b, out| Inst::Add { a, b, out }, dh, g, "dh + gate", dh_fmt, span);
+    let unit = (e_fmt.frac() as f64).exp2();
+    let a = dh_fmt.range.0.abs().max(dh_fmt.range.1.abs());
+    let halve = move |x: f64| x.clamp(-a, a) / 2.0 * unit;
+    let half = full_torus(
+        &TableFn {
+            name: "half".into(),
+            func: "dh/2".into(),
+            f: &halve,
+            in_fmt: dh_fmt,
+            assumed: (-a, a),
+            out_shift: e_fmt.lsb.max(0) as u32,
+        },
+        ((cell_log2 - dh_fmt.scale) as f64).exp2(),
+        n,
+    );
+    // Behind a closed gate the input reads the negacyclic half: the point, not a wrap
+    // (the same table under its own name, so the clear backend's range counters stay
+    // meaningful for the ungated read).
+    let whole = (2.0 * half.window.0, 2.0 * half.window.1);
+    let gated = Lut { name: "half, gated".into(), window: whole, assumed: whole, ..half.clone() };
+    let h_fmt = Format { range: (e_fmt.range.0 / 2.0, e_fmt.range.1 / 2.0), ..e_fmt };
+    let signed = em.apply(gated, u, h_fmt, span);
+    let plain = em.apply(half, dh, h_fmt, span);
+    em.bin(|a, b, out| Inst::Add { a, b, out }, signed, plain, name, e_fmt, span)
+}
+
 fn to_u64(v: i64, shift: i32) -> u64 {
     (v as u64).wrapping_shl(shift.max(0) as u32)
 }
@@ -188,9 +246,14 @@ pub fn emit(
                 let span = tg.graph.node(layer.z).span;
                 let dh = em.reg(format!("d{}", em.regs[h.index()].name), layer.cols, af.dh, span);
                 em.sample.push(Inst::MatVecT { tensor: ptensor[l], v: e_cur, out: dh });
+                let prev = &fmts.layers[l - 1];
+                if act == Builtin::Relu {
+                    let z = (z_regs[l - 1], prev.z, r.z[l - 1].pair());
+                    e_cur = relu_mask(&mut em, (dh, af.dh), z, prev.e, cell_log2, &format!("e{l}"), span);
+                    continue;
+                }
                 let m = (af.deriv_bits as f64).exp2();
                 let deriv = move |u: f64| act.deriv(u) * m;
-                let prev = &fmts.layers[l - 1];
                 let lut = half_torus(
                     &TableFn {
                         name: format!("{}'", act.name()),

@@ -323,9 +323,50 @@ impl<'a> Cx<'a> {
                     let max = if lr_scaled { max_shift } else { 0 };
                     Some(Growing::fixed(self.op.label(max, 0)))
                 }
-                Inst::MatVec { .. } | Inst::MatVecT { .. } | Inst::Mul { .. } | Inst::OuterAcc { .. } => {
-                    out.unsupported.push(format!("instruction {i}: server × server product"));
+                Inst::MatVec { tensor, v, .. } | Inst::MatVecT { tensor, v, .. } => {
+                    let one = match *inst {
+                        Inst::MatVec { one, .. } => one,
+                        _ => None,
+                    };
+                    // Coefficient r reads every W[r][j] times int(v_j), plus the
+                    // converted GGSW's own noise (its values are exact: they are
+                    // bootstrapped from the operand's table input or bits).
+                    let Some(strategy) = plan.products.get(&i).map(|p| p.strategy) else {
+                        out.unsupported.push(format!("instruction {i}: product without a lowering"));
+                        continue;
+                    };
+                    let (count, ms) = int_operand(plan, v, one);
+                    let bits = plan.regs[v.index()].fmt.bits();
+                    let own = self.op.converted_product(strategy, count, bits, count as f64 * ms);
+                    Some(tensors[tensor.index()].scaled(count as f64 * ms).plus(Growing::fixed(own)))
+                }
+                Inst::OuterAcc { grad, e, v, one } => {
+                    let (Some(ve), Some(strategy)) = (get(e, &out.regs), plan.products.get(&i).map(|p| p.strategy))
+                    else {
+                        out.unsupported.push(format!("instruction {i}: product of an unmodelled error"));
+                        continue;
+                    };
+                    // As `DataOuterAcc`, with the converted GGSW of int(v) for the data's.
+                    let (count, ms) = int_operand(plan, v, one);
+                    let bits = plan.regs[v.index()].fmt.bits();
+                    let (pks_round, pks_key) = self.op.packing(plan.regs[e.index()].len);
+                    let mu2 = count as f64 * ms;
+                    let own = self.op.converted_product(strategy, count, bits, mu2);
+                    let added = ve.plus(Growing::fixed(pks_round)).scaled(ms).plus(Growing::fixed(pks_key * mu2 + own));
+                    out.grads[grad.index()] = out.grads[grad.index()].plus(added);
                     None
+                }
+                Inst::Mul { a, b, .. } => {
+                    let (Some(vb), Some(strategy)) = (get(b, &out.regs), plan.products.get(&i).map(|p| p.strategy))
+                    else {
+                        out.unsupported.push(format!("instruction {i}: product of an unmodelled value"));
+                        continue;
+                    };
+                    // Per element: b packed (rounding and key noise), times GGSW(int(a)).
+                    let (_, ms) = int_operand(plan, a, None);
+                    let (round, key) = self.op.packing(1);
+                    let own = self.op.converted_product(strategy, 1, plan.regs[a.index()].fmt.bits(), ms);
+                    Some(vb.plus(Growing::fixed(round + key)).scaled(ms).plus(Growing::fixed(own)))
                 }
             };
             if let Some(o) = inst.out() {
@@ -402,6 +443,18 @@ impl<'a> Cx<'a> {
 }
 
 /// Mean of `x²` for `x` uniform over the integers `lo..=hi`.
+/// The integer operand of a server × server product: how many values its GGSW sums
+/// (a bias column's constant included) and their mean square, from the register's
+/// format (uniform over its integer range: the report's bound, not a measurement).
+fn int_operand(plan: &Plan, v: RegId, one: Option<i64>) -> (usize, f64) {
+    let r = &plan.regs[v.index()];
+    let top = r.fmt.range.0.abs().max(r.fmt.range.1.abs()) * f64::from(r.fmt.frac()).exp2();
+    let ms = top * top / 3.0;
+    let count = r.len + usize::from(one.is_some());
+    let one_sq = one.map_or(0.0, |o| (o as f64) * (o as f64));
+    (count, (r.len as f64 * ms + one_sq) / count.max(1) as f64)
+}
+
 fn uniform_ms(lo: i64, hi: i64) -> f64 {
     let (lo, hi) = (lo.min(hi) as f64, lo.max(hi) as f64);
     let n = hi - lo + 1.0;

@@ -10,6 +10,7 @@
 
 use super::formulas as f;
 use super::params::NoiseParams;
+use crate::plan::ProductStrategy;
 
 /// The own noise of every lowered operation under one parameter set.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -81,6 +82,28 @@ impl OpNoise {
     pub fn refresh(&self, digits: u32, coeffs: usize) -> f64 {
         let (round, key) = self.packing(coeffs);
         self.rescale(digits) + round + key
+    }
+
+    /// One output coefficient of a product of two server values lowered by `strategy`
+    /// (`lower::products`), as its own noise: `count` integer operands summed into one
+    /// polynomial GGSW (`‖μ‖² = mu_norm2`; `bits` of each for the bitwise conversion)
+    /// times the other operand's GLWE. The converted rows carry a bootstrap's noise
+    /// (`formulas::converted_ggsw_row`), and the external product multiplies it by
+    /// `(k+1)·levels·N` digits: absolute noise, whatever the operands' sizes.
+    /// * `table-ggsw`: one GGSW per value, `convert` gadget;
+    /// * `ggsw` (bitwise): one GGSW per bit, each multiplying the other operand scaled by
+    ///   `2^bit` (levelled), so the bits' key terms add (`‖bit‖² ≤ ½` each);
+    /// * PBS products: a bootstrap's output per scalar product (two for the square trick).
+    pub fn converted_product(&self, strategy: ProductStrategy, count: usize, bits: u32, mu_norm2: f64) -> f64 {
+        let p = &self.params;
+        let count = count.max(1) as f64;
+        let row = f::converted_ggsw_row(p, p.convert_bsk, p.pks) * count;
+        match strategy {
+            ProductStrategy::TableGgsw => f::external_product(p, p.convert, row, mu_norm2),
+            ProductStrategy::GgswConversion => f64::from(bits) * f::external_product(p, p.ggsw, row, 0.5 * count),
+            ProductStrategy::BivariateLut => count * self.pbs,
+            ProductStrategy::SquareTrick => 2.0 * count * self.pbs,
+        }
     }
 
     /// `σ` in units of a `2^modulus_log2` torus, as the simulator adds it.

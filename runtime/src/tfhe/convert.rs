@@ -22,7 +22,8 @@
 //! external product multiplies by `(k+1)·l·N` digits of the other operand (the key
 //! term of `noise::formulas::external_product`) — absolute noise, independent of `m`,
 //! so small bases with more levels keep it low. `noise::formulas::converted_ggsw_row`
-//! is the model; `runtime/tests/tfhe_convert.rs` measures it.
+//! is the model; `runtime/tests/tfhe_convert.rs` measures it. That is why conversions
+//! bootstrap with their own, deeper key (`ParamSet::convert_bsk`, 8x6).
 
 use super::cipher::{Glwe, Lwe, LweVec};
 use super::error::TfheError;
@@ -39,14 +40,17 @@ use tfhe::core_crypto::prelude::*;
 pub struct ConvertParams {
     pub ggsw: Decomp,
     pub pfks: Decomp,
+    /// The bootstrap key of the conversions (its own, deeper than the training's).
+    pub bsk: Decomp,
 }
 
 impl ConvertParams {
-    /// The parameter set's: `convert` (base 2^4, 6 levels: 24 bits of the other operand
-    /// kept; the key term is 2^6 below what the client GGSWs' base 2^10 would give with
-    /// rows this noisy) and the packing keyswitch's decomposition.
+    /// The parameter set's: `convert` (base 2^3, 10 levels: 30 bits of the other
+    /// operand kept, and a key term far below what the client GGSWs' base 2^10 would
+    /// give with rows this noisy), `convert_bsk` and the packing keyswitch's
+    /// decomposition.
     pub fn of(p: &ParamSet) -> ConvertParams {
-        ConvertParams { ggsw: p.convert, pfks: p.pks }
+        ConvertParams { ggsw: p.convert, pfks: p.pks, bsk: p.convert_bsk }
     }
 }
 
@@ -56,6 +60,8 @@ impl ConvertParams {
 /// tfhe's WoP-PBS assumes); it is generated only for plans that convert.
 pub struct ConvertKey {
     pub(crate) params: ConvertParams,
+    /// Bootstrap key small → `S` at `params.bsk`, in the Fourier domain.
+    pub(crate) bsk: FourierLweBootstrapKeyOwned,
     pub(crate) pfpksk: LwePrivateFunctionalPackingKeyswitchKeyListOwned<u64>,
 }
 
@@ -66,9 +72,29 @@ impl ConvertKey {
 }
 
 impl ClientKey {
-    /// Derive the conversion key (about `(k+1)·N·levels` GLWEs: 256 MiB at 9x4).
+    /// Derive the conversion keys: a bootstrap key at `cp.bsk` (344 MiB at 8x6) and the
+    /// packing keys (about `(k+1)·N·levels` GLWEs: 256 MiB at 9x4).
     pub fn convert_key(&self, cp: ConvertParams, rng: &mut CryptoRng) -> ConvertKey {
         let p = &self.params;
+        super::fftplan::pin(p.poly_size);
+        let bsk = par_allocate_and_generate_new_lwe_bootstrap_key(
+            &self.small,
+            &self.pbs,
+            cp.bsk.base_log(),
+            cp.bsk.level_count(),
+            p.glwe_noise,
+            p.modulus,
+            rng.encryption_generator(),
+        );
+        let mut fbsk = FourierLweBootstrapKey::new(
+            bsk.input_lwe_dimension(),
+            bsk.glwe_size(),
+            bsk.polynomial_size(),
+            bsk.decomposition_base_log(),
+            bsk.decomposition_level_count(),
+        );
+        par_convert_standard_lwe_bootstrap_key_to_fourier(&bsk, &mut fbsk);
+        drop(bsk);
         let pfpksk = par_allocate_and_generate_new_circuit_bootstrap_lwe_pfpksk_list(
             &self.pbs.as_lwe_secret_key(),
             &self.pbs,
@@ -78,7 +104,7 @@ impl ClientKey {
             p.modulus,
             rng.encryption_generator(),
         );
-        ConvertKey { params: cp, pfpksk }
+        ConvertKey { params: cp, bsk: fbsk, pfpksk }
     }
 
     /// A GLWE of the torus polynomial `msg` under the PBS GLWE key (what a converted
@@ -146,7 +172,7 @@ pub fn table_to_ggsw(
         // Level matrix 0 is the finest level (tfhe's convention, see `ggsw.rs`).
         let level = dec.levels - out_idx;
         let acc = ops::accumulator(p, &level_table(lut, int_lsb, dec, level), 0);
-        let lwes = ops::batch_pbs(p, &sk.bsk, &acc, &small, fft.as_view(), &mut scratch);
+        let lwes = ops::batch_pbs(p, &ck.bsk, &acc, &small, fft.as_view(), &mut scratch);
         for (ggsw, lwe) in out.iter_mut().zip(&lwes) {
             let mut matrix = ggsw.iter_mut().nth(out_idx).expect("level matrix exists");
             for (key, mut row) in ck.pfpksk.iter().zip(matrix.as_mut_glwe_list().iter_mut()) {

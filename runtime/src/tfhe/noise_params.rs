@@ -37,6 +37,7 @@ pub fn noise_params(p: &ParamSet) -> NoiseParams {
         pks: decomp(p.pks),
         ggsw: decomp(p.ggsw),
         convert: decomp(p.convert),
+        convert_bsk: decomp(p.convert_bsk),
         fft_mantissa: 53,
     }
 }

@@ -82,6 +82,9 @@ pub struct ParamSet {
     /// GGSWs converted from a table's output on the server (`convert.rs`); their
     /// private functional packing keyswitch uses `pks`.
     pub convert: Decomp,
+    /// The bootstrap key of those conversions (deeper than `bsk`: see the compiler's
+    /// `NoiseParams::convert_bsk`).
+    pub convert_bsk: Decomp,
 }
 
 impl ParamSet {
@@ -106,7 +109,8 @@ impl ParamSet {
             },
             pks: Decomp::new(9, 4),
             ggsw: Decomp::new(10, 4),
-            convert: Decomp::new(4, 6),
+            convert: Decomp::new(3, 10),
+            convert_bsk: Decomp::new(8, 6),
         }
     }
 
