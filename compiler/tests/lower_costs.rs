@@ -98,9 +98,10 @@ fn mlp_costs() {
     // No product of two server values fits a bootstrap's 5 input bits (weights have
     // ~20), so each converts its integer operand to GGSW, once per register: relu 16 +
     // `W2 @ a1` (a1 is a table's output: 16 values × 10 GGSW levels) + softmax 4·5 − 6 +
-    // `e ⊗ a1` (a1 already converted) + `W2ᵀ e` (e, a sum: 5 × 8 bits × 4 levels) +
-    // the relu' mask without a product: a gate table and two halving tables per unit.
-    let expected = 16 + 160 + 14 + 160 + 3 * 16;
+    // `e ⊗ a1` (a1 already converted) + `W2ᵀ e` (e is the error table's output, the
+    // label folded into its input: 5 × 10) + the relu' mask without a product: a gate
+    // table and two halving tables per unit.
+    let expected = 16 + 160 + 14 + 50 + 3 * 16;
     assert_eq!(c.pbs_per_sample, expected);
     assert_eq!(c.forward_pbs, 16 + 160);
     // It grows with H and k, not with d.

@@ -471,6 +471,9 @@ fn loss_error(
             em.sample.push(Inst::Concat { parts: rest, out: rest_v });
             let u = em.bin(|a, b, out| Inst::Sub { a, b, out }, z, rest_v, "z − lse of the others", zf, span);
             let w = u_bound;
+            if net.layers.len() > 1 {
+                return Ok((label_folded_error(em, u, zf, f, s, w, net, cell, span), Some((u, -w))));
+            }
             let func = move |u: f64| s * (Builtin::Sigmoid.eval(u.clamp(-w, w)) - 0.5);
             let lut = full_torus(
                 &TableFn {
@@ -600,6 +603,56 @@ impl From<LrScaled> for Lut {
 }
 
 /// A table cell of `2^cell_log2` torus units in real units of the input format.
+/// The softmax error `s·(p_c − y_c)` as *one table's output*, for heads where it is
+/// the integer operand of a product (`W2ᵀ e`): a GGSW conversion can then read it from
+/// its table input (`table-ggsw`, `levels` bootstraps per class instead of bits ×
+/// levels). The label moves the input by a quarter torus (a client label term, `on` =
+/// 2^62): the table's half-torus window holds `σ(u)` for `u ∈ [−Q/2, Q/2)` and
+/// `σ(u − Q) − 1` for `[Q/2, 3Q/2)`, `Q` a quarter torus in `u`'s units (32 logits at
+/// 2^57). Beyond `|u| ≥ Q/2` (16 logits) a sample reads the wrong region: only a class
+/// both badly wrong and that confident flips its error's sign (the clear backend
+/// counts such inputs as saturated).
+#[allow(clippy::too_many_arguments)]
+fn label_folded_error(
+    em: &mut Emitter,
+    u: RegId,
+    zf: Format,
+    f: &LayerFmt,
+    s: f64,
+    w: f64,
+    net: &Net,
+    cell: f64,
+    span: Span,
+) -> RegId {
+    let q = f64::from(62 - zf.scale).exp2();
+    // The table's values on e's own grid (the product reads `int(e)` there).
+    let se = s * f64::from(f.w.lsb - f.e.lsb).exp2();
+    let func = move |v: f64| {
+        if v < q / 2.0 {
+            se * Builtin::Sigmoid.eval(v.clamp(-w, w))
+        } else {
+            se * (Builtin::Sigmoid.eval((v - q).clamp(-w, w)) - 1.0)
+        }
+    };
+    let lut = half_torus(
+        &TableFn {
+            name: "error".into(),
+            func: format!("{s}·(sigmoid(u) − y), y as a quarter torus on u"),
+            f: &func,
+            in_fmt: zf,
+            assumed: (-q / 2.0, 1.5 * q),
+            out_shift: f.e.lsb.max(0) as u32,
+        },
+        cell,
+        em.poly_size,
+    );
+    let k = em.regs[u.index()].len;
+    let lab = em.reg("label term", k, zf, span);
+    em.sample.push(Inst::LabelTerm { label: net.label, on: 1 << 62, off: 0, out: lab, lr_scaled: false });
+    let shifted = em.bin(|a, b, out| Inst::Add { a, b, out }, u, lab, "u + label", zf, span);
+    em.apply(LrScaled(lut).into(), shifted, f.e, span)
+}
+
 fn cell_real(cell_log2: i32, f: Format) -> f64 {
     f64::from(cell_log2 - f.scale).exp2()
 }
