@@ -29,6 +29,7 @@ use super::cipher::{Glwe, Lwe, LweVec};
 use super::error::TfheError;
 use super::keys::{ClientKey, ServerKeys};
 use super::ops::{self, Scratch};
+use super::pack::private_functional_keyswitch_batched;
 use super::params::{Decomp, ParamSet};
 use super::rng::CryptoRng;
 use blindtuner_compiler::plan::Lut;
@@ -77,24 +78,7 @@ impl ClientKey {
     pub fn convert_key(&self, cp: ConvertParams, rng: &mut CryptoRng) -> ConvertKey {
         let p = &self.params;
         super::fftplan::pin(p.poly_size);
-        let bsk = par_allocate_and_generate_new_lwe_bootstrap_key(
-            &self.small,
-            &self.pbs,
-            cp.bsk.base_log(),
-            cp.bsk.level_count(),
-            p.glwe_noise,
-            p.modulus,
-            rng.encryption_generator(),
-        );
-        let mut fbsk = FourierLweBootstrapKey::new(
-            bsk.input_lwe_dimension(),
-            bsk.glwe_size(),
-            bsk.polynomial_size(),
-            bsk.decomposition_base_log(),
-            bsk.decomposition_level_count(),
-        );
-        par_convert_standard_lwe_bootstrap_key_to_fourier(&bsk, &mut fbsk);
-        drop(bsk);
+        let fbsk = self.bootstrap_key(cp.bsk, rng.encryption_generator());
         let pfpksk = par_allocate_and_generate_new_circuit_bootstrap_lwe_pfpksk_list(
             &self.pbs.as_lwe_secret_key(),
             &self.pbs,
@@ -173,11 +157,14 @@ pub fn table_to_ggsw(
         let level = dec.levels - out_idx;
         let acc = ops::accumulator(p, &level_table(lut, int_lsb, dec, level), 0);
         let lwes = ops::batch_pbs(p, &ck.bsk, &acc, &small, fft.as_view(), &mut scratch);
-        for (ggsw, lwe) in out.iter_mut().zip(&lwes) {
-            let mut matrix = ggsw.iter_mut().nth(out_idx).expect("level matrix exists");
-            for (key, mut row) in ck.pfpksk.iter().zip(matrix.as_mut_glwe_list().iter_mut()) {
-                private_functional_keyswitch_lwe_ciphertext_into_glwe_ciphertext(&key, &mut row, lwe);
-            }
+        let inputs: Vec<&Lwe> = lwes.iter().collect();
+        // Row `r` of this level of every output, keyswitched with key `r` in one pass.
+        let glwe_len = p.glwe_size().0 * p.n();
+        let matrix_len = p.glwe_size().0 * glwe_len;
+        for (r, key) in ck.pfpksk.iter().enumerate() {
+            let start = out_idx * matrix_len + r * glwe_len;
+            let mut rows: Vec<&mut [u64]> = out.iter_mut().map(|g| &mut g.as_mut()[start..start + glwe_len]).collect();
+            private_functional_keyswitch_batched(&key, &inputs, &mut rows);
         }
     }
     Ok((out, (x.cts.len() * dec.levels) as u64))
@@ -217,4 +204,32 @@ pub fn external_product(p: &ParamSet, ggsw: &GgswCiphertextOwned<u64>, glwe: &Gl
     let mut acc = ops::zero_glwe(p);
     ops::external_product_add(p, &mut acc, &f, glwe, fft.as_view(), &mut Scratch::new());
     acc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tfhe::keys::keygen;
+    use crate::tfhe::KeyKind;
+
+    /// The batched keyswitch is tfhe's, bit for bit, for every key of the list.
+    #[test]
+    fn batched_private_functional_keyswitch_is_tfhe_s() {
+        let p = ParamSet::default_set();
+        let mut rng = CryptoRng::from_seed(3);
+        let (ck, _) = keygen(&p, &mut rng);
+        let ckey = ck.convert_key(ConvertParams::of(&p), &mut rng);
+        let x = ck.encrypt_lwe_vec(KeyKind::Pbs, &[1 << 60, 3 << 58, 0], &mut rng);
+        let inputs: Vec<&Lwe> = x.cts.iter().collect();
+        for key in ckey.pfpksk.iter() {
+            let mut ours: Vec<Glwe> = (0..inputs.len()).map(|_| ops::zero_glwe(&p)).collect();
+            let mut rows: Vec<&mut [u64]> = ours.iter_mut().map(|g| g.as_mut()).collect();
+            private_functional_keyswitch_batched(&key, &inputs, &mut rows);
+            for (lwe, got) in inputs.iter().zip(&ours) {
+                let mut want = ops::zero_glwe(&p);
+                private_functional_keyswitch_lwe_ciphertext_into_glwe_ciphertext(&key, &mut want, *lwe);
+                assert_eq!(got.as_ref(), want.as_ref());
+            }
+        }
+    }
 }

@@ -143,24 +143,7 @@ impl ClientKey {
         let p = &self.params;
         super::fftplan::pin(p.poly_size);
         let enc = rng.encryption_generator();
-        let bsk = par_allocate_and_generate_new_lwe_bootstrap_key(
-            &self.small,
-            &self.pbs,
-            p.bsk.base_log(),
-            p.bsk.level_count(),
-            p.glwe_noise,
-            p.modulus,
-            enc,
-        );
-        let mut fbsk = FourierLweBootstrapKey::new(
-            bsk.input_lwe_dimension(),
-            bsk.glwe_size(),
-            bsk.polynomial_size(),
-            bsk.decomposition_base_log(),
-            bsk.decomposition_level_count(),
-        );
-        par_convert_standard_lwe_bootstrap_key_to_fourier(&bsk, &mut fbsk);
-        drop(bsk);
+        let fbsk = self.bootstrap_key(p.bsk, enc);
         let ksk_data = keyswitch_key(p, &self.data.as_lwe_secret_key(), &self.small, enc);
         let ksk_pbs = keyswitch_key(p, &self.pbs.as_lwe_secret_key(), &self.small, enc);
         let pksk = allocate_and_generate_new_lwe_packing_keyswitch_key(
@@ -173,6 +156,32 @@ impl ClientKey {
             enc,
         );
         ServerKeys { params: p.clone(), fingerprint: self.fingerprint(), bsk: fbsk, ksk_data, ksk_pbs, pksk }
+    }
+}
+
+impl ClientKey {
+    /// A bootstrap key small → `S` with decomposition `dec`, in the Fourier domain
+    /// (generated in parallel, the standard-domain key dropped after conversion).
+    pub(crate) fn bootstrap_key(&self, dec: super::params::Decomp, enc: &mut EncGen) -> FourierLweBootstrapKeyOwned {
+        let p = &self.params;
+        let bsk = par_allocate_and_generate_new_lwe_bootstrap_key(
+            &self.small,
+            &self.pbs,
+            dec.base_log(),
+            dec.level_count(),
+            p.glwe_noise,
+            p.modulus,
+            enc,
+        );
+        let mut fbsk = FourierLweBootstrapKey::new(
+            bsk.input_lwe_dimension(),
+            bsk.glwe_size(),
+            bsk.polynomial_size(),
+            bsk.decomposition_base_log(),
+            bsk.decomposition_level_count(),
+        );
+        par_convert_standard_lwe_bootstrap_key_to_fourier(&bsk, &mut fbsk);
+        fbsk
     }
 }
 
