@@ -231,6 +231,11 @@ pub enum Layout {
     DataPoly { input: InputId, per_poly: usize, polys: usize },
     /// One LWE ciphertext per element.
     Lwe,
+    /// Interleaved polynomials like `DataPoly` (element `[r][j]` in polynomial
+    /// `j / per_poly`, coefficient `r + rows * (j % per_poly)`), under the *PBS* GLWE
+    /// key: the operand of products whose other factor the server converts to GGSW
+    /// (`ProductStrategy::TableGgsw`, `runtime::tfhe::convert`).
+    PbsPoly { per_poly: usize, polys: usize },
 }
 
 /// Fixed-point format of a value on the torus.

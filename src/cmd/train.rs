@@ -12,6 +12,7 @@ use blindtuner_compiler::noise::choose_key;
 use blindtuner_compiler::plan::Plan;
 use blindtuner_runtime::clear::init_tensors;
 use blindtuner_runtime::order::steps_per_epoch;
+use blindtuner_runtime::tfhe::convert::ConvertKey;
 use blindtuner_runtime::tfhe::driver::{self, DriverConfig, TrainOutcome, TrainState};
 use blindtuner_runtime::tfhe::files::{self, PlanHash};
 use blindtuner_runtime::tfhe::{bench, EncDataset, ParamSet, ServerKeys};
@@ -27,6 +28,8 @@ pub fn run(args: &TrainArgs) -> Result<(), CliError> {
     let job = Job {
         plan: &plan,
         keys: &keys,
+        // Server keys from files carry no conversion keys yet (see `run --backend tfhe`).
+        convert: None,
         data: &data,
         data_path: &args.data,
         out: &args.out,
@@ -71,6 +74,8 @@ fn warn_key_choice(plan: &Plan, epochs: Option<usize>, params: &ParamSet) {
 pub struct Job<'a> {
     pub plan: &'a Plan,
     pub keys: &'a ServerKeys,
+    /// Conversion keys (plans with products of two server values; in-process runs only).
+    pub convert: Option<&'a ConvertKey>,
     pub data: &'a EncDataset,
     /// For messages.
     pub data_path: &'a Path,
@@ -122,7 +127,7 @@ pub fn serve(job: &Job<'_>) -> Result<TrainOutcome, CliError> {
     announce(plan, keys, n, &state);
     let cfg = DriverConfig { checkpoint: Some(ckpt.clone()), checkpoint_every: job.checkpoint_every };
     let mut progress = Reporter::for_stderr();
-    let result = driver::train(plan, keys, job.data, state, &cfg, &mut progress);
+    let result = driver::train_with_convert(plan, (keys, job.convert), job.data, state, &cfg, &mut progress);
     progress.finish();
     let outcome = result.map_err(|e| CliError::user(format!("training on `{}`: {e}", job.data_path.display())))?;
     files::save_model(job.out, keys.params().id(), keys.fingerprint(), hash, &outcome.state.model)?;

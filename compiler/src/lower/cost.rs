@@ -64,6 +64,7 @@ fn polys(plan: &Plan, t: usize) -> u64 {
     match t.layout {
         Layout::DataPoly { polys, .. } => polys as u64,
         Layout::Lwe => t.cols.div_ceil((plan.poly_size / t.rows.max(1)).max(1)) as u64,
+        Layout::PbsPoly { polys, .. } => polys as u64,
     }
 }
 

@@ -156,7 +156,10 @@ pub fn emit(
                 }
                 Layout::DataPoly { input, per_poly, polys: cols.div_ceil(per_poly) }
             }
-            LayerInput::Act { .. } => Layout::Lwe,
+            LayerInput::Act { .. } => {
+                let per_poly = (n / layer.rows.max(1)).max(1);
+                Layout::PbsPoly { per_poly, polys: cols.div_ceil(per_poly) }
+            }
         };
         let part = |p: crate::spec::ParamId, col_start: usize| {
             let d = &spec.params[p.index()];

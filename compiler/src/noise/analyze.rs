@@ -225,7 +225,7 @@ impl<'a> Cx<'a> {
         let ms = self.feature_ms.get(input).copied().unwrap_or(0.0);
         let (per_poly, polys) = match layout {
             Layout::DataPoly { per_poly, polys, .. } => (per_poly.max(1), polys.max(1)),
-            Layout::Lwe => (inp.augmented_len().max(1), 1),
+            Layout::Lwe | Layout::PbsPoly { .. } => (inp.augmented_len().max(1), 1),
         };
         let total = inp.augmented_len();
         (0..polys)

@@ -329,6 +329,9 @@ pub fn build_with(plan: &Plan, source: Option<&str>, opts: &ReportOptions) -> Re
                     format!("{polys} GLWE poly{} ({per_poly} cols each)", if polys == 1 { "" } else { "s" })
                 }
                 crate::plan::Layout::Lwe => "LWE per coefficient".into(),
+                crate::plan::Layout::PbsPoly { polys, per_poly } => {
+                    format!("{polys} GLWE poly under the PBS key ({per_poly} cols each)")
+                }
             },
         })
         .collect();

@@ -13,7 +13,7 @@ use super::ggsw::Direction;
 use super::keys::KeyKind;
 use super::params::ParamSet;
 use blindtuner_compiler::noise::sim::key_sets;
-use blindtuner_compiler::plan::{Inst, Layout, Plan, RegId, StepInst, TensorId};
+use blindtuner_compiler::plan::{Inst, Layout, Plan, ProductStrategy, RegId, StepInst, TensorId};
 use blindtuner_compiler::spec::InputId;
 
 /// One data GGSW family a sample must carry: `polys` GGSWs of the input's features for
@@ -189,10 +189,31 @@ impl PlanInfo {
                     return Err(invalid(format!("{}: parts of {total} elements into {}", at(), len(out)?)));
                 }
             }
-            Inst::Mul { .. } | Inst::MatVec { .. } | Inst::MatVecT { .. } | Inst::OuterAcc { .. } => {
+            Inst::MatVec { tensor, v, .. }
+            | Inst::MatVecT { tensor, v, .. }
+            | Inst::OuterAcc { grad: tensor, v, .. } => {
+                // Executed as one external product of a polynomial GGSW the server
+                // converts from `v`'s table input (`convert.rs`) with the tensor's one
+                // polynomial under the PBS key.
+                let strategy = plan.products.get(&i).map(|p| p.strategy);
+                let why = if strategy != Some(ProductStrategy::TableGgsw) {
+                    Some(format!("its lowering is {:?}; only `table-ggsw` runs on ciphertexts", strategy))
+                } else if product_table(plan, v).is_none() {
+                    Some("its integer operand is not a lookup table's output".to_string())
+                } else {
+                    match plan.tensors.get(tensor.index()).map(|t| t.layout) {
+                        Some(Layout::PbsPoly { polys: 1, .. }) => None,
+                        _ => Some("its tensor is not one polynomial under the PBS key".to_string()),
+                    }
+                };
+                if let Some(why) = why {
+                    return Err(TfheError::Unsupported { what: at(), why });
+                }
+            }
+            Inst::Mul { .. } => {
                 return Err(TfheError::Unsupported {
                     what: at(),
-                    why: "products of two server ciphertexts are not implemented yet".into(),
+                    why: "elementwise products of two server ciphertexts are not implemented yet".into(),
                 });
             }
         }
@@ -244,6 +265,12 @@ fn check_luts(plan: &Plan, n: usize) -> Result<(), TfheError> {
         }
     }
     Ok(())
+}
+
+/// The `Lut` instruction (index in `plan.sample`) whose output is `reg`: what a
+/// `table-ggsw` conversion bootstraps again.
+pub(crate) fn product_table(plan: &Plan, reg: RegId) -> Option<usize> {
+    plan.sample.iter().position(|inst| matches!(*inst, Inst::Lut { out, .. } if out == reg))
 }
 
 fn check_tensors(plan: &Plan, n: usize) -> Result<(), TfheError> {

@@ -137,14 +137,17 @@ impl ClientKey {
         let p = &self.params;
         let tensors = model_messages(plan, p.n(), values)?
             .into_iter()
-            .map(|m| match m {
+            .zip(&plan.tensors)
+            .map(|(m, t)| match m {
                 TensorMessages::Poly(polys) => EncTensor::Poly(
                     polys
                         .into_iter()
                         .map(|m| {
+                            // `PbsPoly` tensors multiply GGSWs the server converts (PBS key).
+                            let key = if matches!(t.layout, Layout::PbsPoly { .. }) { &self.pbs } else { &self.data };
                             let mut g = GlweCiphertext::new(0u64, p.glwe_size(), p.poly_size, p.modulus);
                             let pt = PlaintextList::from_container(m);
-                            encrypt_glwe_ciphertext(&self.data, &mut g, &pt, p.glwe_noise, rng.encryption_generator());
+                            encrypt_glwe_ciphertext(key, &mut g, &pt, p.glwe_noise, rng.encryption_generator());
                             g
                         })
                         .collect(),
@@ -198,9 +201,15 @@ impl ClientKey {
 
     fn decrypt_tensor(&self, t: &PlanTensor, enc: &EncTensor) -> Result<Vec<u64>, TfheError> {
         let mismatch = || bad_ct(format!("tensor `{}` does not match its layout", t.name));
-        match (t.layout, enc) {
-            (Layout::DataPoly { per_poly, polys, .. }, EncTensor::Poly(glwes)) if glwes.len() == polys => {
-                let phases: Vec<Vec<u64>> = glwes.iter().map(|g| self.glwe_phase(g)).collect();
+        let poly = match t.layout {
+            Layout::DataPoly { per_poly, polys, .. } => Some((per_poly, polys, false)),
+            Layout::PbsPoly { per_poly, polys } => Some((per_poly, polys, true)),
+            Layout::Lwe => None,
+        };
+        match (poly, enc) {
+            (Some((per_poly, polys, pbs)), EncTensor::Poly(glwes)) if glwes.len() == polys => {
+                let phase = |g: &Glwe| if pbs { self.pbs_glwe_phase(g) } else { self.glwe_phase(g) };
+                let phases: Vec<Vec<u64>> = glwes.iter().map(phase).collect();
                 let mut out = vec![0u64; t.rows * t.cols];
                 for r in 0..t.rows {
                     for j in 0..t.cols {
@@ -210,7 +219,7 @@ impl ClientKey {
                 }
                 Ok(out)
             }
-            (Layout::Lwe, EncTensor::Lwe(v)) if v.cts.len() == t.rows * t.cols => Ok(self.decrypt_lwe_vec(v)),
+            (None, EncTensor::Lwe(v)) if v.cts.len() == t.rows * t.cols => Ok(self.decrypt_lwe_vec(v)),
             _ => Err(mismatch()),
         }
     }
@@ -261,7 +270,7 @@ pub(crate) fn model_messages(plan: &Plan, n: usize, values: &[Vec<u64>]) -> Resu
                 return Err(bad_ct(format!("tensor `{}`: {} values for {}×{}", t.name, v.len(), t.rows, t.cols)));
             }
             Ok(match t.layout {
-                Layout::DataPoly { per_poly, polys, .. } => {
+                Layout::DataPoly { per_poly, polys, .. } | Layout::PbsPoly { per_poly, polys } => {
                     let mut msgs = vec![vec![0u64; n]; polys];
                     for r in 0..t.rows {
                         for j in 0..t.cols {

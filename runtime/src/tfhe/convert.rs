@@ -32,7 +32,8 @@ use super::ops::{self, Scratch};
 use super::pack::private_functional_keyswitch_batched;
 use super::params::{Decomp, ParamSet};
 use super::rng::CryptoRng;
-use blindtuner_compiler::plan::Lut;
+use blindtuner_compiler::plan::{torus_shift, Lut};
+use tfhe::core_crypto::algorithms::polynomial_algorithms::polynomial_wrapping_monic_monomial_mul_assign;
 use tfhe::core_crypto::prelude::*;
 
 /// Decompositions of a conversion: the output GGSW's gadget and the private functional
@@ -110,10 +111,13 @@ impl ClientKey {
 }
 
 /// The table a level's bootstrap reads: `m(cell)·q/B^level`, where `m` is the integer
-/// the product reads from `lut`'s output (`plan::Format::int_value` on the grid `2^lsb`).
-pub fn level_table(lut: &Lut, int_lsb: i32, dec: Decomp, level: usize) -> Lut {
+/// the product reads from `lut`'s output (`plan::Format::int_value` on the grid `2^lsb`)
+/// in an epoch with learning-rate shift `lr_shift` (for a learning-rate scaled table).
+pub fn level_table(lut: &Lut, int_lsb: i32, lr_shift: u32, dec: Decomp, level: usize) -> Lut {
     let gadget = 64 - (dec.base_log * level) as u32;
-    let ints = lut.table.iter().map(|&t| int_value((t as u64).wrapping_shl(lut.out_shift), int_lsb));
+    let shift = if lut.lr_scaled { lr_shift } else { 0 };
+    let ints =
+        lut.table.iter().map(|&t| int_value(torus_shift((t as u64).wrapping_shl(lut.out_shift), shift), int_lsb));
     Lut {
         name: format!("{} → GGSW level {level}", lut.name),
         func: format!("int({})·2^{gadget}", lut.func),
@@ -142,12 +146,35 @@ pub fn table_to_ggsw(
     int_lsb: i32,
     x: &LweVec,
 ) -> Result<(Vec<GgswCiphertextOwned<u64>>, u64), TfheError> {
+    table_to_ggsw_parts(sk, ck, lut, int_lsb, 0, std::slice::from_ref(x))
+}
+
+/// [`table_to_ggsw`] for an input that is a sum of parts under different keys (a
+/// register's `Value`): every part is keyswitched to the small key, where they add; a
+/// learning-rate scaled table is read at shift `lr_shift`.
+pub fn table_to_ggsw_parts(
+    sk: &ServerKeys,
+    ck: &ConvertKey,
+    lut: &Lut,
+    int_lsb: i32,
+    lr_shift: u32,
+    parts: &[LweVec],
+) -> Result<(Vec<GgswCiphertextOwned<u64>>, u64), TfheError> {
     let p = sk.params();
-    let ksk =
-        sk.ksk_from(x.key).ok_or_else(|| TfheError::InvalidPlan("conversion input under the small key".into()))?;
-    let small: Vec<Lwe> = ops::keyswitch_offset(ksk, &x.cts, lut.offset);
+    let mut small: Vec<Lwe> = Vec::new();
+    for (j, part) in parts.iter().enumerate() {
+        let ksk = sk
+            .ksk_from(part.key)
+            .ok_or_else(|| TfheError::InvalidPlan("conversion input under the small key".into()))?;
+        let ks = ops::keyswitch_offset(ksk, &part.cts, if j == 0 { lut.offset } else { 0 });
+        if j == 0 {
+            small = ks;
+        } else {
+            small.iter_mut().zip(&ks).for_each(|(a, b)| lwe_ciphertext_add_assign(a, b));
+        }
+    }
     let dec = ck.params.ggsw;
-    let mut out: Vec<GgswCiphertextOwned<u64>> = (0..x.cts.len())
+    let mut out: Vec<GgswCiphertextOwned<u64>> = (0..small.len())
         .map(|_| GgswCiphertext::new(0u64, p.glwe_size(), p.poly_size, dec.base_log(), dec.level_count(), p.modulus))
         .collect();
     let fft = Fft::new(p.poly_size);
@@ -155,7 +182,7 @@ pub fn table_to_ggsw(
     for out_idx in 0..dec.levels {
         // Level matrix 0 is the finest level (tfhe's convention, see `ggsw.rs`).
         let level = dec.levels - out_idx;
-        let acc = ops::accumulator(p, &level_table(lut, int_lsb, dec, level), 0);
+        let acc = ops::accumulator(p, &level_table(lut, int_lsb, lr_shift, dec, level), 0);
         let lwes = ops::batch_pbs(p, &ck.bsk, &acc, &small, fft.as_view(), &mut scratch);
         let inputs: Vec<&Lwe> = lwes.iter().collect();
         // Row `r` of this level of every output, keyswitched with key `r` in one pass.
@@ -167,7 +194,44 @@ pub fn table_to_ggsw(
             private_functional_keyswitch_batched(&key, &inputs, &mut rows);
         }
     }
-    Ok((out, (x.cts.len() * dec.levels) as u64))
+    Ok((out, (small.len() * dec.levels) as u64))
+}
+
+/// A noiseless GGSW of the public integer `m` (a bias column's constant feature): the
+/// rows `i < k` carry `m·q/B^l` in mask polynomial `i` (phase `−m·q/B^l·S_i`), the last
+/// row in its body.
+pub fn trivial_ggsw(p: &ParamSet, cp: ConvertParams, m: i64) -> GgswCiphertextOwned<u64> {
+    let mut g = zero_ggsw(p, cp);
+    let n = p.n();
+    let k = p.glwe_dim.0;
+    let levels = cp.ggsw.levels;
+    for (out_idx, mut matrix) in g.iter_mut().enumerate() {
+        let level = levels - out_idx;
+        let factor = (m as u64).wrapping_mul(1u64 << (64 - cp.ggsw.base_log * level));
+        for (row, mut glwe) in matrix.as_mut_glwe_list().iter_mut().enumerate() {
+            // Mask polynomial `row` for the rows `< k`, the body (polynomial `k`) for the last.
+            glwe.as_mut()[row.min(k) * n] = factor;
+        }
+    }
+    g
+}
+
+/// Pack `lwes` (under the PBS key, at most `N`) into one GLWE under the PBS GLWE key
+/// with the identity key of the conversion list: coefficient `c` encrypts `lwes[c]`.
+pub fn pack_pbs(p: &ParamSet, ck: &ConvertKey, lwes: &[Lwe]) -> Glwe {
+    let mut out = ops::zero_glwe(p);
+    let Some(identity) = ck.pfpksk.iter().next_back() else { return out };
+    let inputs: Vec<&Lwe> = lwes.iter().collect();
+    let mut each: Vec<Glwe> = (0..lwes.len()).map(|_| ops::zero_glwe(p)).collect();
+    let mut rows: Vec<&mut [u64]> = each.iter_mut().map(|g| g.as_mut()).collect();
+    private_functional_keyswitch_batched(&identity, &inputs, &mut rows);
+    for (c, g) in each.iter_mut().enumerate() {
+        for mut poly in g.as_mut_polynomial_list().iter_mut() {
+            polynomial_wrapping_monic_monomial_mul_assign(&mut poly, MonomialDegree(c));
+        }
+        glwe_ciphertext_add_assign(&mut out, g);
+    }
+    out
 }
 
 /// `dst += X^degree · src` for every row polynomial (negacyclic: `X^N = −1`; a negative

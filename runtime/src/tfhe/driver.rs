@@ -11,6 +11,7 @@
 
 use super::average;
 use super::cipher::{EncDataset, EncModel, EncSample, EncTensor, LweVec};
+use super::convert::ConvertKey;
 use super::error::TfheError;
 use super::exec::Server;
 use super::files::{self, Expect, FileError, FileKind, Header, PlanHash};
@@ -147,13 +148,25 @@ pub fn train(
     plan: &Plan,
     keys: &ServerKeys,
     data: &EncDataset,
+    state: TrainState,
+    cfg: &DriverConfig,
+    progress: &mut dyn Progress,
+) -> Result<TrainOutcome, DriverError> {
+    train_with_convert(plan, (keys, None), data, state, cfg, progress)
+}
+
+/// [`train`] with the conversion keys a plan with products of two server values needs.
+pub fn train_with_convert(
+    plan: &Plan,
+    (keys, convert): (&ServerKeys, Option<&ConvertKey>),
+    data: &EncDataset,
     mut state: TrainState,
     cfg: &DriverConfig,
     progress: &mut dyn Progress,
 ) -> Result<TrainOutcome, DriverError> {
     let n = data.samples.len();
     check_state(plan, &state, n)?;
-    let mut server = Server::new(keys, plan)?;
+    let mut server = Server::with_convert(keys, plan, convert)?;
     server.check_model(&state.model)?;
     let plan_hash = PlanHash::of(plan);
     let batch = plan.train.batch.max(1);

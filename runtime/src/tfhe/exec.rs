@@ -5,9 +5,10 @@
 //! against the same model; their gradient contributions are added in sample order
 //! (GLWE additions are exact mod 2^64, so the result does not depend on scheduling).
 
-use super::analysis::{inst_name, PlanInfo};
+use super::analysis::{inst_name, product_table, PlanInfo};
 use super::average;
 use super::cipher::{EncModel, EncSample, EncTensor, Glwe, Lwe, LweVec};
+use super::convert::{self, ConvertKey};
 use super::error::{bad_ct, invalid, TfheError};
 use super::ggsw::{to_fourier, Direction, FourierGgsw};
 use super::keys::{KeyKind, ServerKeys};
@@ -17,6 +18,7 @@ use super::stats::{Stats, StatsSnapshot, Work};
 use super::value::Value;
 use blindtuner_compiler::plan::{Inst, Layout, LutId, Plan, RegId, StepInst, TensorId};
 use rayon::prelude::*;
+use std::collections::HashMap;
 use std::time::Instant;
 use tfhe::core_crypto::prelude::*;
 
@@ -43,6 +45,8 @@ pub struct SampleRun {
 
 pub struct Server<'a> {
     keys: &'a ServerKeys,
+    /// Conversion keys, for plans with products of two server values (`convert.rs`).
+    convert: Option<&'a ConvertKey>,
     plan: &'a Plan,
     info: PlanInfo,
     /// Built for `lr_shift` (learning-rate scaled LUTs change with the epoch).
@@ -60,12 +64,29 @@ pub struct Server<'a> {
 impl<'a> Server<'a> {
     /// Check the plan against the keys' parameters; fails on unsupported instructions.
     pub fn new(keys: &'a ServerKeys, plan: &'a Plan) -> Result<Server<'a>, TfheError> {
+        Server::with_convert(keys, plan, None)
+    }
+
+    /// [`Server::new`] with the conversion keys a plan with products of two server
+    /// values needs (its `table-ggsw` products run as one external product each).
+    pub fn with_convert(
+        keys: &'a ServerKeys,
+        plan: &'a Plan,
+        convert: Option<&'a ConvertKey>,
+    ) -> Result<Server<'a>, TfheError> {
         let p = keys.params();
+        if !plan.products.is_empty() && convert.is_none() {
+            return Err(TfheError::Unsupported {
+                what: "products of two server values".into(),
+                why: "the server needs the conversion keys (`ClientKey::convert_key`)".into(),
+            });
+        }
         super::fftplan::pin(p.poly_size);
         let info = PlanInfo::analyse(plan, p)?;
         let accumulators = plan.luts.iter().map(|l| ops::accumulator(p, l, 0)).collect();
         Ok(Server {
             keys,
+            convert,
             plan,
             info,
             accumulators,
@@ -166,6 +187,8 @@ impl<'a> Server<'a> {
         let mut regs: Vec<Option<Value>> = vec![None; self.plan.regs.len()];
         let mut lut_inputs = Vec::new();
         let mut grads: Vec<(TensorId, Vec<Glwe>)> = Vec::new();
+        // GGSWs converted from a register, shared by every product reading it.
+        let mut converted: HashMap<RegId, Vec<GgswCiphertextOwned<u64>>> = HashMap::new();
         let n = self.plan.sample.len();
         let loss_program = self.plan.loss.as_ref().filter(|_| loss).map_or(&[][..], |l| l.program.as_slice());
         let program = self
@@ -262,10 +285,54 @@ impl<'a> Server<'a> {
                     }
                     None
                 }
-                Inst::Mul { .. } | Inst::MatVec { .. } | Inst::MatVecT { .. } | Inst::OuterAcc { .. } => {
+                Inst::MatVec { tensor, v, one, out } => {
+                    // W(X) · Σ_j int(v_j) X^(−rows·j): coefficient r is row r's dot product.
+                    let rows = self.plan.tensors[tensor.index()].rows as i64;
+                    let g = self.product_ggsw(v, &regs, &mut converted, one, |j| -rows * j)?;
+                    let acc = self.ggsw_times(&g, &poly_tensor(model, tensor)?[0], &mut scratch);
+                    let cts = ops::extract(p, &acc, self.plan.regs[out.index()].len);
+                    Some((out, LweVec { key: KeyKind::Pbs, cts }.into()))
+                }
+                Inst::MatVecT { tensor, v, out } => {
+                    // W(X) · Σ_r int(v_r) X^(−r): coefficient rows·j is column j's.
+                    let rows = self.plan.tensors[tensor.index()].rows;
+                    let g = self.product_ggsw(v, &regs, &mut converted, None, |r| -r)?;
+                    let acc = self.ggsw_times(&g, &poly_tensor(model, tensor)?[0], &mut scratch);
+                    let cts = (0..self.plan.regs[out.index()].len)
+                        .map(|j| {
+                            let mut l = LweCiphertext::new(0u64, p.big_lwe_dim().to_lwe_size(), p.modulus);
+                            extract_lwe_sample_from_glwe_ciphertext(&acc, &mut l, MonomialDegree(rows * j));
+                            l
+                        })
+                        .collect();
+                    Some((out, LweVec { key: KeyKind::Pbs, cts }.into()))
+                }
+                Inst::OuterAcc { grad, e, v, one } => {
+                    // E(X) = Σ_r e_r X^r times Σ_j int(v_j) X^(rows·j): the gradient in
+                    // the tensor's layout.
+                    let e = match get(e)?.single() {
+                        Some(e) if e.key == KeyKind::Pbs => e,
+                        _ => {
+                            return Err(invalid(format!("sample instruction {i}: the error is not a bootstrap output")))
+                        }
+                    };
+                    let ck = self.convert.ok_or_else(|| invalid("no conversion keys"))?;
+                    let t0 = Instant::now();
+                    let packed = convert::pack_pbs(p, ck, &e.cts);
+                    self.stats.record(Work::Pack, t0);
+                    let rows = self.plan.tensors[grad.index()].rows as i64;
+                    let g = self.product_ggsw(v, &regs, &mut converted, one, |j| rows * j)?;
+                    let delta = self.ggsw_times(&g, &packed, &mut scratch);
+                    match grads.iter_mut().find(|(t, _)| *t == grad) {
+                        Some((_, acc)) => glwe_ciphertext_add_assign(&mut acc[0], &delta),
+                        None => grads.push((grad, vec![delta])),
+                    }
+                    None
+                }
+                Inst::Mul { .. } => {
                     return Err(TfheError::Unsupported {
                         what: format!("sample instruction {i} ({})", inst_name(inst)),
-                        why: "products of two server ciphertexts are not implemented yet".into(),
+                        why: "elementwise products of two server ciphertexts are not implemented yet".into(),
                     });
                 }
             };
@@ -275,6 +342,61 @@ impl<'a> Server<'a> {
         }
         self.stats.record_sample();
         Ok(SampleRun { regs, lut_inputs, grads })
+    }
+
+    /// The polynomial GGSW `Σ_j int(v_j)·X^(degree(j))` (plus `one` at `degree(len)`)
+    /// of a product's integer operand, converted from its table input once per sample.
+    fn product_ggsw(
+        &self,
+        v: RegId,
+        regs: &[Option<Value>],
+        cache: &mut HashMap<RegId, Vec<GgswCiphertextOwned<u64>>>,
+        one: Option<i64>,
+        degree: impl Fn(i64) -> i64,
+    ) -> Result<GgswCiphertextOwned<u64>, TfheError> {
+        let p = self.keys.params();
+        let ck = self.convert.ok_or_else(|| invalid("no conversion keys"))?;
+        if let std::collections::hash_map::Entry::Vacant(slot) = cache.entry(v) {
+            let w = product_table(self.plan, v).ok_or_else(|| invalid("a product operand without its table"))?;
+            let Inst::Lut { lut, input, .. } = self.plan.sample[w] else {
+                return Err(invalid("a product operand without its table"));
+            };
+            let x = regs.get(input.index()).and_then(Option::as_ref).ok_or_else(|| invalid("unwritten table input"))?;
+            let int_lsb = self.plan.regs[v.index()].fmt.lsb;
+            let t0 = Instant::now();
+            let (g, pbs) = convert::table_to_ggsw_parts(
+                self.keys,
+                ck,
+                &self.plan.luts[lut.index()],
+                int_lsb,
+                self.lr_shift,
+                x.parts(),
+            )?;
+            self.stats.record_pbs(pbs as usize, t0);
+            slot.insert(g);
+        }
+        let gs = &cache[&v];
+        let t0 = Instant::now();
+        let mut sum = convert::zero_ggsw(p, ck.params());
+        for (j, g) in gs.iter().enumerate() {
+            convert::add_monomial_ggsw(&mut sum, g, degree(j as i64));
+        }
+        if let Some(o) = one {
+            convert::add_monomial_ggsw(&mut sum, &convert::trivial_ggsw(p, ck.params(), o), degree(gs.len() as i64));
+        }
+        self.stats.record(Work::ExternalProduct, t0);
+        Ok(sum)
+    }
+
+    /// `glwe ⊡ ggsw` (the GGSW to the Fourier domain first).
+    fn ggsw_times(&self, ggsw: &GgswCiphertextOwned<u64>, glwe: &Glwe, scratch: &mut Scratch) -> Glwe {
+        let p = self.keys.params();
+        let t0 = Instant::now();
+        let f = to_fourier(ggsw, self.fft.as_view(), &mut ComputationBuffers::new());
+        let mut acc = ops::zero_glwe(p);
+        ops::external_product_add(p, &mut acc, &f, glwe, self.fft.as_view(), scratch);
+        self.stats.record(Work::ExternalProduct, t0);
+        acc
     }
 
     /// Evaluate LUT `lut` on every element of `x` (keyswitch, offset, batch PBS).
@@ -440,7 +562,7 @@ impl<'a> Server<'a> {
         }
         for (t, enc) in self.plan.tensors.iter().zip(&model.tensors) {
             let ok = match (t.layout, enc) {
-                (Layout::DataPoly { polys, .. }, EncTensor::Poly(g)) => {
+                (Layout::DataPoly { polys, .. } | Layout::PbsPoly { polys, .. }, EncTensor::Poly(g)) => {
                     g.len() == polys
                         && g.iter().all(|g| g.polynomial_size() == p.poly_size && g.glwe_size() == p.glwe_size())
                 }
