@@ -194,9 +194,18 @@ pub fn resources_for(plan: &Plan, c: &Costs, p: &ParamDims, timing: &Timing, sam
     }
     let products = plan.sample.iter().filter(|i| is_ciphertext_product(i)).count();
     if products > 0 {
+        // The conversion keys (`runtime::tfhe::convert`): a bootstrap key at `convert_bsk`
+        // and the circuit-bootstrap packing keys (`k + 1` keys of `k·N + 1` blocks).
+        let levels = crate::noise::NoiseParams::DEFAULT.convert_bsk.levels as u64;
+        let conv_bsk = p.bootstrap_key_bytes() / p.bsk.1 as u64 * levels;
+        let pfks = p.glwe_size() * (p.big_lwe_dim() + 1) * p.pks.1 as u64 * p.glwe_size() * p.poly_size as u64 * 8;
         warnings.push(format!(
             "{products} sample instruction(s) multiply two server ciphertexts: their lowering's \
-             bootstraps are costed, not the external products and keyswitches of a GGSW conversion"
+             bootstraps are costed at the training key's speed (a conversion bootstraps with its own \
+             deeper key and adds two keyswitches per level: about 3× that), not their external products; \
+             the conversion keys ({:.1} MiB bootstrap key + {:.1} MiB packing keys) come on top of the server keys",
+            conv_bsk as f64 / 1048576.0,
+            pfks as f64 / 1048576.0
         ));
     }
     let warning = (!warnings.is_empty()).then(|| warnings.join("; "));

@@ -75,7 +75,7 @@ impl ConvertKey {
 
 impl ClientKey {
     /// Derive the conversion keys: a bootstrap key at `cp.bsk` (344 MiB at 8x6) and the
-    /// packing keys (about `(k+1)·N·levels` GLWEs: 256 MiB at 9x4).
+    /// packing keys (`(k+1)·(k·N+1)·levels` GLWEs: 512 MiB at 9x4).
     pub fn convert_key(&self, cp: ConvertParams, rng: &mut CryptoRng) -> ConvertKey {
         let p = &self.params;
         super::fftplan::pin(p.poly_size);
