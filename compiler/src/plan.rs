@@ -681,6 +681,12 @@ impl Plan {
         }
     }
 
+    /// The `Lut` instruction (index in `sample`) whose output is `reg`: what a
+    /// `table-ggsw` conversion bootstraps again.
+    pub fn table_writing(&self, reg: RegId) -> Option<usize> {
+        self.sample.iter().position(|inst| matches!(*inst, Inst::Lut { out, .. } if out == reg))
+    }
+
     /// The sample program, then the loss program.
     pub fn all_insts(&self) -> impl Iterator<Item = &Inst> {
         self.sample.iter().chain(self.loss.iter().flat_map(|l| l.program.iter()))

@@ -40,10 +40,12 @@ fn main() {
         window: (-16.0, 16.0),
         lr_scaled: false,
     };
+    // relu's output as the product reads it: integers 0..16 at 2^40.
+    let int_fmt = Format { scale: 40, lsb: 40, range: (0.0, 16.0), proven: true };
     let msgs: Vec<u64> = (0..h).map(|j| (((j % 32) as u64) << 58) + (1 << 57)).collect();
     let x = ck.encrypt_lwe_vec(KeyKind::Data, &msgs, &mut rng);
     let t = Instant::now();
-    let (ggsws, pbs) = convert::table_to_ggsw(&sk, &ckey, &lut, 40, &x).expect("converts");
+    let (ggsws, pbs) = convert::table_to_ggsw(&sk, &ckey, &lut, &int_fmt, &x).expect("converts");
     let secs = t.elapsed().as_secs_f64();
     println!(
         "{h} values → GGSW {}x{}: {pbs} PBS, {:.3} s ({:.1} ms per value = {:.1}× the reference PBS per value)",

@@ -406,6 +406,9 @@ impl<'p> Machine<'p> {
             Inst::Mul { a, b, out } => {
                 let fa = plan.regs[a.index()].fmt;
                 self.zip(a, b, out, move |x, y| (fa.int_value(x) as u64).wrapping_mul(y));
+                if self.noise.is_none() {
+                    return;
+                }
                 // Per element: `b_i` packed into a GLWE (its rounding and key noise, times
                 // `int(a_i)²`), then one external product with `GGSW(int(a_i))`.
                 let ai: Vec<i64> = self.regs[a.index()].iter().map(|&x| fa.int_value(x)).collect();

@@ -18,6 +18,8 @@ use tfhe_common::{keys, Rng};
 const CELLS: usize = 32;
 /// The product reads the table's output as an integer on this grid.
 const INT_LSB: i32 = 40;
+/// The format of the product's integer operand (`relu`'s output, `m` at `2^40`).
+const INT_FMT: Format = Format { scale: INT_LSB, lsb: INT_LSB, range: (0.0, 16.0), proven: true };
 
 /// `relu` over cells: `z = cell − 16` for `z ∈ [−16, 16)` (phase `cell·2^58 + 2^57`,
 /// half torus), output `max(z, 0)` as the integer `m ∈ 0..16` at `2^40`.
@@ -59,7 +61,7 @@ fn a_converted_table_output_multiplies_like_a_ggsw_with_the_modelled_noise() {
     let msgs: Vec<u64> = cells.iter().map(|&c| phase_of_cell(c)).collect();
     let m: Vec<i64> = cells.iter().map(|&c| (c as i64 - 16).max(0)).collect();
     let x = ck.encrypt_lwe_vec(KeyKind::Data, &msgs, &mut rng);
-    let (ggsws, pbs) = convert::table_to_ggsw(sk, &ckey, &lut, INT_LSB, &x).expect("converts");
+    let (ggsws, pbs) = convert::table_to_ggsw(sk, &ckey, &lut, &INT_FMT, &x).expect("converts");
     assert_eq!(pbs, (cells.len() * cp.ggsw.levels) as u64, "one bootstrap per value and level");
 
     // A weight polynomial with 2^50-sized coefficients.
@@ -68,7 +70,7 @@ fn a_converted_table_output_multiplies_like_a_ggsw_with_the_modelled_noise() {
     let glwe = ck.encrypt_pbs_glwe(&w, &mut rng);
 
     let np: NoiseParams = noise_params(p);
-    let row = formulas::converted_ggsw_row(&np, noise_dec(cp.bsk), noise_dec(cp.pfks));
+    let row = formulas::converted_ggsw_row(&np, np.convert_bsk, np.pks);
     let mut sum_sq = 0.0;
     let mut predicted = 0.0;
     let mut count = 0.0;
@@ -80,7 +82,7 @@ fn a_converted_table_output_multiplies_like_a_ggsw_with_the_modelled_noise() {
             sum_sq += err * err;
         }
         let mu2 = (mi * mi) as f64;
-        predicted += n as f64 * formulas::external_product_output(&np, noise_dec(cp.ggsw), row, mu2, np.glwe_var());
+        predicted += n as f64 * formulas::external_product_output(&np, np.convert, row, mu2, np.glwe_var());
         count += n as f64;
     }
     let measured = sum_sq / count / 2f64.powi(128);
@@ -108,17 +110,12 @@ fn a_converted_table_output_multiplies_like_a_ggsw_with_the_modelled_noise() {
     let eg = ck.encrypt_pbs_glwe(&e_msg, &mut rng);
     let phase = ck.pbs_glwe_phase(&convert::external_product(p, &poly, &eg));
     let mu2: f64 = m.iter().map(|&v| (v * v) as f64).sum();
-    let sigma =
-        formulas::external_product_output(&np, noise_dec(cp.ggsw), row * ggsws.len() as f64, mu2, np.glwe_var()).sqrt()
-            * 2f64.powi(64);
+    let sigma = formulas::external_product_output(&np, np.convert, row * ggsws.len() as f64, mu2, np.glwe_var()).sqrt()
+        * 2f64.powi(64);
     for (j, &mj) in m.iter().enumerate() {
         for (c, &ec) in e.iter().enumerate() {
             let err = signed(phase[c + k * j].wrapping_sub((ec * mj) as u64));
             assert!(err.abs() < 6.0 * sigma, "e_{c}·m_{j}: error 2^{:.1} vs σ 2^{:.1}", err.abs().log2(), sigma.log2());
         }
     }
-}
-
-fn noise_dec(d: blindtuner_runtime::tfhe::params::Decomp) -> blindtuner_compiler::noise::Decomp {
-    blindtuner_compiler::noise::Decomp::new(d.base_log as u32, d.levels as u32)
 }

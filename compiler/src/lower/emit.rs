@@ -605,7 +605,6 @@ impl From<LrScaled> for Lut {
     }
 }
 
-/// A table cell of `2^cell_log2` torus units in real units of the input format.
 /// The softmax error `s·(p_c − y_c)` as *one table's output*, for heads where it is
 /// the integer operand of a product (`W2ᵀ e`): a GGSW conversion can then read it from
 /// its table input (`table-ggsw`, `levels` bootstraps per class instead of bits ×
@@ -614,7 +613,7 @@ impl From<LrScaled> for Lut {
 /// `σ(u − Q) − 1` for `[Q/2, 3Q/2)`, `Q` a quarter torus in `u`'s units (32 logits at
 /// 2^57). Beyond `|u| ≥ Q/2` (16 logits) a sample reads the wrong region: only a class
 /// both badly wrong and that confident flips its error's sign (the clear backend
-/// counts such inputs as saturated).
+/// counts such inputs as outside the table's window).
 #[allow(clippy::too_many_arguments)]
 fn label_folded_error(
     em: &mut Emitter,
@@ -656,6 +655,7 @@ fn label_folded_error(
     em.apply(LrScaled(lut).into(), shifted, f.e, span)
 }
 
+/// A table cell of `2^cell_log2` torus units in real units of the input format.
 fn cell_real(cell_log2: i32, f: Format) -> f64 {
     f64::from(cell_log2 - f.scale).exp2()
 }

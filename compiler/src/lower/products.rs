@@ -95,12 +95,11 @@ pub struct ProductRow {
     pub alternatives: Vec<Alternative>,
 }
 
-/// The instruction index and table of the `Lut` that writes `reg`, if one does.
-fn table_writer(plan: &Plan, reg: RegId) -> Option<usize> {
-    plan.sample.iter().position(|inst| matches!(*inst, Inst::Lut { out, .. } if out == reg))
-}
+/// Registers already converted to GGSW: by which product (index in `plan.sample`) and
+/// lowering.
+type Converted = BTreeMap<RegId, (usize, ProductStrategy)>;
 
-fn alternatives(plan: &Plan, op: &Operands, converted: &BTreeMap<RegId, usize>, bits: u32) -> Vec<Alternative> {
+fn alternatives(plan: &Plan, op: &Operands, converted: &Converted, bits: u32) -> Vec<Alternative> {
     let levels = NoiseParams::DEFAULT.ggsw.levels;
     let convert_levels = NoiseParams::DEFAULT.convert.levels;
     let name = |r: RegId| plan.regs[r.index()].name.clone();
@@ -125,7 +124,7 @@ fn alternatives(plan: &Plan, op: &Operands, converted: &BTreeMap<RegId, usize>, 
                     }
                 }
                 ProductStrategy::GgswConversion => match converted.get(&op.int_reg) {
-                    Some(&by) => (Some(0), format!("`{}` already converted by s{by}", name(op.int_reg))),
+                    Some(&(by, _)) => (Some(0), format!("`{}` already converted by s{by}", name(op.int_reg))),
                     None => {
                         let len = plan.regs[op.int_reg.index()].len as u64;
                         (
@@ -134,9 +133,11 @@ fn alternatives(plan: &Plan, op: &Operands, converted: &BTreeMap<RegId, usize>, 
                         )
                     }
                 },
-                ProductStrategy::TableGgsw => match (converted.get(&op.int_reg), table_writer(plan, op.int_reg)) {
+                ProductStrategy::TableGgsw => match (converted.get(&op.int_reg), plan.table_writing(op.int_reg)) {
                     (_, None) => (None, format!("`{}` is not a lookup table's output", name(op.int_reg))),
-                    (Some(&by), Some(_)) => (Some(0), format!("`{}` already converted by s{by}", name(op.int_reg))),
+                    (Some(&(by, _)), Some(_)) => {
+                        (Some(0), format!("`{}` already converted by s{by}", name(op.int_reg)))
+                    }
                     (None, Some(w)) => {
                         let len = plan.regs[op.int_reg.index()].len as u64;
                         (
@@ -178,22 +179,20 @@ fn walk(
     mut decide: impl FnMut(usize, &str, &[Alternative], Option<ProductStrategy>) -> Option<PlanProduct>,
 ) -> Vec<ProductRow> {
     let bits = lut_bits(plan);
-    let mut converted: BTreeMap<RegId, usize> = BTreeMap::new();
-    let mut converted_by: BTreeMap<RegId, ProductStrategy> = BTreeMap::new();
+    let mut converted = Converted::new();
     let mut out = Vec::new();
     for (i, inst) in plan.sample.iter().enumerate() {
         let Some(op) = operands(plan, inst) else { continue };
         let alts = alternatives(plan, &op, &converted, bits);
         let name = row_name(plan, inst);
-        let prefer = converted_by.get(&op.int_reg).copied();
+        let prefer = converted.get(&op.int_reg).map(|&(_, s)| s);
         let Some(PlanProduct { strategy: chosen, forced }) = decide(i, &name, &alts, prefer) else { continue };
         // `choose` refuses an infeasible lowering; a plan edited to hold one anyway is
         // costed as the conversion it would need.
         let feasible = |s: ProductStrategy| alts.iter().find(|a| a.strategy == s).and_then(|a| a.pbs);
         let pbs = feasible(chosen).or_else(|| feasible(ProductStrategy::GgswConversion)).unwrap_or(0);
         if matches!(chosen, ProductStrategy::GgswConversion | ProductStrategy::TableGgsw) {
-            converted.entry(op.int_reg).or_insert(i);
-            converted_by.entry(op.int_reg).or_insert(chosen);
+            converted.entry(op.int_reg).or_insert((i, chosen));
         }
         out.push(ProductRow { inst: i, name, chosen, forced, pbs, alternatives: alts });
     }

@@ -442,7 +442,6 @@ impl<'a> Cx<'a> {
     }
 }
 
-/// Mean of `x²` for `x` uniform over the integers `lo..=hi`.
 /// The integer operand of a server × server product: how many values its GGSW sums
 /// (a bias column's constant included) and their mean square, from the register's
 /// format (uniform over its integer range: the report's bound, not a measurement).
@@ -455,6 +454,7 @@ fn int_operand(plan: &Plan, v: RegId, one: Option<i64>) -> (usize, f64) {
     (count, (r.len as f64 * ms + one_sq) / count.max(1) as f64)
 }
 
+/// Mean of `x²` for `x` uniform over the integers `lo..=hi`.
 fn uniform_ms(lo: i64, hi: i64) -> f64 {
     let (lo, hi) = (lo.min(hi) as f64, lo.max(hi) as f64);
     let n = hi - lo + 1.0;

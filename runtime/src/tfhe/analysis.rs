@@ -197,8 +197,9 @@ impl PlanInfo {
                 // polynomial under the PBS key.
                 let strategy = plan.products.get(&i).map(|p| p.strategy);
                 let why = if strategy != Some(ProductStrategy::TableGgsw) {
-                    Some(format!("its lowering is {:?}; only `table-ggsw` runs on ciphertexts", strategy))
-                } else if product_table(plan, v).is_none() {
+                    let name = strategy.map_or("not recorded", ProductStrategy::name);
+                    Some(format!("its lowering is `{name}`; only `table-ggsw` runs on ciphertexts"))
+                } else if plan.table_writing(v).is_none() {
                     Some("its integer operand is not a lookup table's output".to_string())
                 } else {
                     match plan.tensors.get(tensor.index()).map(|t| t.layout) {
@@ -265,12 +266,6 @@ fn check_luts(plan: &Plan, n: usize) -> Result<(), TfheError> {
         }
     }
     Ok(())
-}
-
-/// The `Lut` instruction (index in `plan.sample`) whose output is `reg`: what a
-/// `table-ggsw` conversion bootstraps again.
-pub(crate) fn product_table(plan: &Plan, reg: RegId) -> Option<usize> {
-    plan.sample.iter().position(|inst| matches!(*inst, Inst::Lut { out, .. } if out == reg))
 }
 
 fn check_tensors(plan: &Plan, n: usize) -> Result<(), TfheError> {

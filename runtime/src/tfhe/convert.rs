@@ -32,7 +32,7 @@ use super::ops::{self, Scratch};
 use super::pack::private_functional_keyswitch_batched;
 use super::params::{Decomp, ParamSet};
 use super::rng::CryptoRng;
-use blindtuner_compiler::plan::{torus_shift, Lut};
+use blindtuner_compiler::plan::{torus_shift, Format, Lut};
 use tfhe::core_crypto::algorithms::polynomial_algorithms::polynomial_wrapping_monic_monomial_mul_assign;
 use tfhe::core_crypto::prelude::*;
 
@@ -111,13 +111,13 @@ impl ClientKey {
 }
 
 /// The table a level's bootstrap reads: `m(cell)·q/B^level`, where `m` is the integer
-/// the product reads from `lut`'s output (`plan::Format::int_value` on the grid `2^lsb`)
-/// in an epoch with learning-rate shift `lr_shift` (for a learning-rate scaled table).
-pub fn level_table(lut: &Lut, int_lsb: i32, lr_shift: u32, dec: Decomp, level: usize) -> Lut {
+/// a product reads from `lut`'s output (`int_fmt.int_value`, the operand register's
+/// format) in an epoch with learning-rate shift `lr_shift` (for a learning-rate scaled
+/// table).
+pub fn level_table(lut: &Lut, int_fmt: &Format, lr_shift: u32, dec: Decomp, level: usize) -> Lut {
     let gadget = 64 - (dec.base_log * level) as u32;
     let shift = if lut.lr_scaled { lr_shift } else { 0 };
-    let ints =
-        lut.table.iter().map(|&t| int_value(torus_shift((t as u64).wrapping_shl(lut.out_shift), shift), int_lsb));
+    let ints = lut.table.iter().map(|&t| int_fmt.int_value(torus_shift((t as u64).wrapping_shl(lut.out_shift), shift)));
     Lut {
         name: format!("{} → GGSW level {level}", lut.name),
         func: format!("int({})·2^{gadget}", lut.func),
@@ -128,25 +128,17 @@ pub fn level_table(lut: &Lut, int_lsb: i32, lr_shift: u32, dec: Decomp, level: u
     }
 }
 
-fn int_value(t: u64, lsb: i32) -> i64 {
-    if lsb <= 0 {
-        return t as i64;
-    }
-    let half = 1i128 << (lsb - 1);
-    (((t as i64) as i128 + half) >> lsb) as i64
-}
-
 /// `GGSW(m_i)` (standard domain, under the PBS GLWE key) for every element of `x`,
-/// where `m_i` is the integer value on the grid `2^int_lsb` of `lut` at `x_i`.
+/// where `m_i` is `int_fmt.int_value` of `lut` at `x_i`.
 /// Bootstraps: `x.len() · levels` (returned with the GGSWs, for the counters).
 pub fn table_to_ggsw(
     sk: &ServerKeys,
     ck: &ConvertKey,
     lut: &Lut,
-    int_lsb: i32,
+    int_fmt: &Format,
     x: &LweVec,
 ) -> Result<(Vec<GgswCiphertextOwned<u64>>, u64), TfheError> {
-    table_to_ggsw_parts(sk, ck, lut, int_lsb, 0, std::slice::from_ref(x))
+    table_to_ggsw_parts(sk, ck, lut, int_fmt, 0, std::slice::from_ref(x))
 }
 
 /// [`table_to_ggsw`] for an input that is a sum of parts under different keys (a
@@ -156,23 +148,12 @@ pub fn table_to_ggsw_parts(
     sk: &ServerKeys,
     ck: &ConvertKey,
     lut: &Lut,
-    int_lsb: i32,
+    int_fmt: &Format,
     lr_shift: u32,
     parts: &[LweVec],
 ) -> Result<(Vec<GgswCiphertextOwned<u64>>, u64), TfheError> {
     let p = sk.params();
-    let mut small: Vec<Lwe> = Vec::new();
-    for (j, part) in parts.iter().enumerate() {
-        let ksk = sk
-            .ksk_from(part.key)
-            .ok_or_else(|| TfheError::InvalidPlan("conversion input under the small key".into()))?;
-        let ks = ops::keyswitch_offset(ksk, &part.cts, if j == 0 { lut.offset } else { 0 });
-        if j == 0 {
-            small = ks;
-        } else {
-            small.iter_mut().zip(&ks).for_each(|(a, b)| lwe_ciphertext_add_assign(a, b));
-        }
-    }
+    let small = ops::keyswitch_parts(sk, parts, lut.offset)?;
     let dec = ck.params.ggsw;
     let mut out: Vec<GgswCiphertextOwned<u64>> = (0..small.len())
         .map(|_| GgswCiphertext::new(0u64, p.glwe_size(), p.poly_size, dec.base_log(), dec.level_count(), p.modulus))
@@ -182,7 +163,7 @@ pub fn table_to_ggsw_parts(
     for out_idx in 0..dec.levels {
         // Level matrix 0 is the finest level (tfhe's convention, see `ggsw.rs`).
         let level = dec.levels - out_idx;
-        let acc = ops::accumulator(p, &level_table(lut, int_lsb, lr_shift, dec, level), 0);
+        let acc = ops::accumulator(p, &level_table(lut, int_fmt, lr_shift, dec, level), 0);
         let lwes = ops::batch_pbs(p, &ck.bsk, &acc, &small, fft.as_view(), &mut scratch);
         let inputs: Vec<&Lwe> = lwes.iter().collect();
         // Row `r` of this level of every output, keyswitched with key `r` in one pass.
@@ -262,11 +243,20 @@ pub fn zero_ggsw(p: &ParamSet, cp: ConvertParams) -> GgswCiphertextOwned<u64> {
 
 /// `GLWE ⊡ GGSW` for one product (converts the GGSW to the Fourier domain first).
 pub fn external_product(p: &ParamSet, ggsw: &GgswCiphertextOwned<u64>, glwe: &Glwe) -> Glwe {
-    let fft = Fft::new(p.poly_size);
-    let mut buf = ComputationBuffers::new();
-    let f = super::ggsw::to_fourier(ggsw, fft.as_view(), &mut buf);
+    external_product_with(p, ggsw, glwe, Fft::new(p.poly_size).as_view(), &mut Scratch::new())
+}
+
+/// [`external_product`] with the caller's FFT plan and scratch (the interpreter's).
+pub(crate) fn external_product_with(
+    p: &ParamSet,
+    ggsw: &GgswCiphertextOwned<u64>,
+    glwe: &Glwe,
+    fft: FftView<'_>,
+    scratch: &mut Scratch,
+) -> Glwe {
+    let f = super::ggsw::to_fourier(ggsw, fft, &mut ComputationBuffers::new());
     let mut acc = ops::zero_glwe(p);
-    ops::external_product_add(p, &mut acc, &f, glwe, fft.as_view(), &mut Scratch::new());
+    ops::external_product_add(p, &mut acc, &f, glwe, fft, scratch);
     acc
 }
 

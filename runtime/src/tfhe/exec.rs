@@ -5,7 +5,7 @@
 //! against the same model; their gradient contributions are added in sample order
 //! (GLWE additions are exact mod 2^64, so the result does not depend on scheduling).
 
-use super::analysis::{inst_name, product_table, PlanInfo};
+use super::analysis::{inst_name, PlanInfo};
 use super::average;
 use super::cipher::{EncModel, EncSample, EncTensor, Glwe, Lwe, LweVec};
 use super::convert::{self, ConvertKey};
@@ -357,18 +357,18 @@ impl<'a> Server<'a> {
         let p = self.keys.params();
         let ck = self.convert.ok_or_else(|| invalid("no conversion keys"))?;
         if let std::collections::hash_map::Entry::Vacant(slot) = cache.entry(v) {
-            let w = product_table(self.plan, v).ok_or_else(|| invalid("a product operand without its table"))?;
+            let w = self.plan.table_writing(v).ok_or_else(|| invalid("a product operand without its table"))?;
             let Inst::Lut { lut, input, .. } = self.plan.sample[w] else {
                 return Err(invalid("a product operand without its table"));
             };
             let x = regs.get(input.index()).and_then(Option::as_ref).ok_or_else(|| invalid("unwritten table input"))?;
-            let int_lsb = self.plan.regs[v.index()].fmt.lsb;
+            let int_fmt = self.plan.regs[v.index()].fmt;
             let t0 = Instant::now();
             let (g, pbs) = convert::table_to_ggsw_parts(
                 self.keys,
                 ck,
                 &self.plan.luts[lut.index()],
-                int_lsb,
+                &int_fmt,
                 self.lr_shift,
                 x.parts(),
             )?;
@@ -392,9 +392,7 @@ impl<'a> Server<'a> {
     fn ggsw_times(&self, ggsw: &GgswCiphertextOwned<u64>, glwe: &Glwe, scratch: &mut Scratch) -> Glwe {
         let p = self.keys.params();
         let t0 = Instant::now();
-        let f = to_fourier(ggsw, self.fft.as_view(), &mut ComputationBuffers::new());
-        let mut acc = ops::zero_glwe(p);
-        ops::external_product_add(p, &mut acc, &f, glwe, self.fft.as_view(), scratch);
+        let acc = convert::external_product_with(p, ggsw, glwe, self.fft.as_view(), scratch);
         self.stats.record(Work::ExternalProduct, t0);
         acc
     }
@@ -410,17 +408,10 @@ impl<'a> Server<'a> {
         let p = self.keys.params();
         let def = self.plan.luts.get(lut.index()).ok_or_else(|| invalid(format!("no lut {}", lut.0)))?;
         let t0 = Instant::now();
-        let mut small: Vec<Lwe> = Vec::new();
-        for (j, part) in x.parts().iter().enumerate() {
-            let ksk = self.keys.ksk_from(part.key).ok_or_else(|| invalid("LUT input already under the small key"))?;
+        for part in x.parts() {
             check_lwes(part, part.key, x.len(), p.big_lwe_dim().0, "LUT input")?;
-            let ks = ops::keyswitch_offset(ksk, &part.cts, if j == 0 { def.offset } else { 0 });
-            if j == 0 {
-                small = ks;
-            } else {
-                small.iter_mut().zip(&ks).for_each(|(a, b)| lwe_ciphertext_add_assign(a, b));
-            }
         }
+        let small = ops::keyswitch_parts(self.keys, x.parts(), def.offset)?;
         self.stats.record(Work::Keyswitch, t0);
         let t0 = Instant::now();
         let cts =

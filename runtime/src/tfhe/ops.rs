@@ -1,7 +1,9 @@
 //! Ciphertext primitives used by the interpreter, with their scratch buffers.
 
-use super::cipher::{Glwe, Lwe};
+use super::cipher::{Glwe, Lwe, LweVec};
+use super::error::{invalid, TfheError};
 use super::ggsw::FourierGgsw;
+use super::keys::ServerKeys;
 use super::keyswitch::keyswitch_batched;
 use super::params::ParamSet;
 use blindtuner_compiler::plan::{torus_shift, Lut};
@@ -54,6 +56,22 @@ pub(crate) fn keyswitch_offset(ksk: &LweKeyswitchKeyOwned<u64>, cts: &[Lwe], off
     let mut out = keyswitch_batched(ksk, cts);
     out.iter_mut().for_each(|ct| lwe_ciphertext_plaintext_add_assign(ct, Plaintext(offset)));
     out
+}
+
+/// Every part of a register's value (one LWE vector per big key) keyswitched to the
+/// small key, where the parts add up; `offset` (a LUT's cell centring) is added once.
+pub(crate) fn keyswitch_parts(keys: &ServerKeys, parts: &[LweVec], offset: u64) -> Result<Vec<Lwe>, TfheError> {
+    let mut small: Vec<Lwe> = Vec::new();
+    for (j, part) in parts.iter().enumerate() {
+        let ksk = keys.ksk_from(part.key).ok_or_else(|| invalid("bootstrap input already under the small key"))?;
+        let ks = keyswitch_offset(ksk, &part.cts, if j == 0 { offset } else { 0 });
+        if j == 0 {
+            small = ks;
+        } else {
+            small.iter_mut().zip(&ks).for_each(|(a, b)| lwe_ciphertext_add_assign(a, b));
+        }
+    }
+    Ok(small)
 }
 
 /// The blind-rotation accumulator of a plan LUT: coefficient `i` holds

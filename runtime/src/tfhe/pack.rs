@@ -15,33 +15,14 @@ use tfhe::core_crypto::prelude::*;
 /// Pack `lwes` (at most `N`) into `out`: coefficient `c` of the result encrypts the
 /// message of `lwes[c]`.
 pub fn pack_batched(pksk: &LwePackingKeyswitchKeyOwned<u64>, lwes: &[Lwe], out: &mut Glwe) {
-    let k = lwes.len();
     let glwe_len = out.as_ref().len();
     let n = out.polynomial_size().0;
     let decomposer = SignedDecomposer::<u64>::new(pksk.decomposition_base_log(), pksk.decomposition_level_count());
-    let levels = pksk.decomposition_level_count().0;
-    let kernel = Kernel::detect();
     // acc[c] = −Σ_i Σ_t digit_t(a_c,i)·K_i,t : the keyswitched mask part of input c.
-    let mut acc = vec![0u64; k * glwe_len];
-    let mut digits = vec![0u64; k * levels];
-    for (i, block) in pksk.iter().enumerate() {
-        for (c, lwe) in lwes.iter().enumerate() {
-            let a = lwe.as_ref()[i];
-            let terms = decomposer.decompose(decomposer.closest_representable(a));
-            for (t, term) in terms.enumerate() {
-                digits[c * levels + t] = term.value();
-            }
-        }
-        for (t, key_row) in block.iter().enumerate() {
-            let key_row = key_row.as_ref();
-            for (c, a) in acc.chunks_exact_mut(glwe_len).enumerate() {
-                let digit = digits[c * levels + t];
-                if digit != 0 {
-                    kernel.sub_scaled(a, key_row, digit);
-                }
-            }
-        }
-    }
+    let mut acc = vec![0u64; lwes.len() * glwe_len];
+    let inputs: Vec<&Lwe> = lwes.iter().collect();
+    let mut outs: Vec<&mut [u64]> = acc.chunks_exact_mut(glwe_len).collect();
+    sub_keyswitched(pksk.iter(), &decomposer, &inputs, &mut outs);
     // Add the bodies, rotate input c to coefficient c, sum.
     out.as_mut().fill(0);
     for (lwe, a) in lwes.iter().zip(acc.chunks_exact_mut(glwe_len)) {
@@ -69,12 +50,24 @@ pub fn private_functional_keyswitch_batched(
     outs: &mut [&mut [u64]],
 ) {
     let decomposer = SignedDecomposer::<u64>::new(key.decomposition_base_log(), key.decomposition_level_count());
-    let levels = key.decomposition_level_count().0;
-    let kernel = Kernel::detect();
     outs.iter_mut().for_each(|o| o.fill(0));
+    // Every input element, the body included, has a block of key GLWEs.
+    sub_keyswitched(key.iter(), &decomposer, lwes, outs);
+}
+
+/// `outs[c] −= Σ_i Σ_t digit_t(lwes[c][i])·block_i[t]` over the key's blocks (one per
+/// input element it keyswitches): the loop both keyswitches share, with the key
+/// streamed once for all inputs and each key row reused for every input.
+fn sub_keyswitched<'k>(
+    blocks: impl Iterator<Item = GlweCiphertextListView<'k, u64>>,
+    decomposer: &SignedDecomposer<u64>,
+    lwes: &[&Lwe],
+    outs: &mut [&mut [u64]],
+) {
+    let levels = decomposer.level_count().0;
+    let kernel = Kernel::detect();
     let mut digits = vec![0u64; lwes.len() * levels];
-    // Every input element, the body included, has a block of `levels` key GLWEs.
-    for (i, block) in key.iter().enumerate() {
+    for (i, block) in blocks.enumerate() {
         for (c, lwe) in lwes.iter().enumerate() {
             let a = lwe.as_ref()[i];
             for (t, term) in decomposer.decompose(decomposer.closest_representable(a)).enumerate() {
