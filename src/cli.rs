@@ -81,7 +81,8 @@ pub struct KeygenArgs {
     /// output noise, ~25 % slower).
     #[arg(long, default_value = "auto")]
     pub bsk: String,
-    /// The plan the keys are for: with `--bsk auto`, its bootstrap key is used.
+    /// The plan the keys are for: with `--bsk auto`, its bootstrap key is used; a plan
+    /// with products of two server values (an MLP head) also gets `convert.keys`.
     #[arg(long)]
     pub plan: Option<PathBuf>,
     /// Deterministic keys from this seed (tests and demos only: never for real data).
@@ -116,6 +117,11 @@ pub struct TrainArgs {
     /// The server key bundle (`server.keys` from `keygen`).
     #[arg(long)]
     pub server_key: PathBuf,
+    /// The conversion keys (`convert.keys` from `keygen --plan PLAN`), needed by plans with
+    /// products of two server values (an MLP head); default: `convert.keys` beside
+    /// --server-key.
+    #[arg(long)]
+    pub convert_key: Option<PathBuf>,
     /// Encrypted dataset (from `encrypt`).
     #[arg(long)]
     pub data: PathBuf,

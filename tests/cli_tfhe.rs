@@ -122,6 +122,57 @@ fn train_command_runs_on_files_and_refuses_other_keys() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// An MLP head (products of two server values) through the file-based flow: `keygen
+/// --plan` writes the conversion keys beside the server keys, `train` finds them there
+/// (or takes `--convert-key`), refuses to start without them, and counts exactly the
+/// bootstraps it announced.
+#[test]
+fn an_mlp_trains_from_files_with_its_conversion_keys() {
+    let dir = std::env::temp_dir().join(format!("bt-cli-mlp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (plan, keys, data, model) = (dir.join("plan.json"), dir.join("keys"), dir.join("train.enc"), dir.join("m.enc"));
+    let spec = "models/mnist_vit_mlp.bt";
+    ok(&["compile", spec, "--set", "d=16", "--set", "h=2", "--emit", "plan", "-o", s(&plan)]);
+    let out = ok(&["keygen", "--out", s(&keys), "--plan", s(&plan), "--insecure-seed", "3"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("`server.keys` and `convert.keys`"));
+    let train = "data/mnist-vit16.train.csv";
+    ok(&["encrypt", "--keys", s(&keys), "--plan", s(&plan), "--data", train, "--out", s(&data), "--limit", "4"]);
+
+    // Moved away: `train` says which keys it needs and where it looked.
+    let (server, moved) = (keys.join("server.keys"), dir.join("conv.keys"));
+    std::fs::rename(keys.join("convert.keys"), &moved).expect("move the conversion keys");
+    let args = ["train", "--plan", s(&plan), "--server-key", s(&server), "--data", s(&data), "--out", s(&model)];
+    let missing = bt(&args);
+    assert_eq!(missing.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains("conversion keys") && err.contains("convert.keys") && err.contains("--convert-key"), "{err}");
+    // Another kind of file given as the conversion keys: named, exit 1.
+    let wrong = bt(&[&args[..], &["--convert-key", s(&server)]].concat());
+    assert_eq!(wrong.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert!(err.contains("server.keys") && err.contains("expected conversion keys"), "{err}");
+    assert!(!model.exists());
+
+    let run = ok(&[&args[..], &["--convert-key", s(&moved), "--epochs", "1"]].concat());
+    let log = String::from_utf8_lossy(&run.stderr);
+    // "…, N PBS in all" announced before training, "wrote … (…, N PBS in …)" after.
+    let announced =
+        log.split(" PBS in all").next().and_then(|l| l.rsplit(' ').next()).and_then(|n| n.parse::<u64>().ok());
+    let wrote = log.lines().find(|l| l.starts_with("wrote ")).unwrap_or_default();
+    let counted =
+        wrote.split(" samples, ").nth(1).and_then(|l| l.split(" PBS in ").next()).and_then(|n| n.parse().ok());
+    assert!(announced.is_some() && announced == counted, "announced {announced:?}, counted {counted:?}:\n{log}");
+    let weights = dir.join("weights.json");
+    let out = ok(&["decrypt", "--keys", s(&keys), "--plan", s(&plan), "--model", s(&model), "--out", s(&weights)]);
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("training loss, measured under encryption") && out.contains("epoch   1"), "{out}");
+    let w: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&weights).expect("weights")).expect("weights JSON");
+    let b1 = w["params"]["b1"]["values"].as_array().expect("b1 values");
+    assert!(b1.iter().filter_map(|v| v.as_f64()).any(|v| v != 0.0), "one step moves the hidden bias: {b1:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn calibrate_measures_and_the_report_uses_it() {
     let dir = std::env::temp_dir().join(format!("bt-calibrate-{}", std::process::id()));

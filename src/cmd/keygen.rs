@@ -1,8 +1,10 @@
 //! `blindtuner keygen --out DIR [--plan PLAN] [--bsk auto|12x3|10x4] [--insecure-seed N]`.
 //!
 //! Writes `DIR/client.key` (secret, owner-only) and `DIR/server.keys` (the evaluation
-//! keys: bootstrap, keyswitch and packing keyswitch keys). `encrypt` and `decrypt` find
-//! the client key in the same directory; only `server.keys` goes to the server.
+//! keys: bootstrap, keyswitch and packing keyswitch keys), and for a plan with products of
+//! two server values (an MLP head) `DIR/convert.keys` (the GGSW-conversion keys, ~0.9 GiB).
+//! `encrypt` and `decrypt` find the client key in the same directory; only `server.keys`
+//! and `convert.keys` go to the server.
 
 use super::load_plan;
 use crate::cli::KeygenArgs;
@@ -10,6 +12,7 @@ use crate::error::CliError;
 use blindtuner_compiler::noise::choose_key;
 use blindtuner_compiler::plan::Plan;
 pub use blindtuner_compiler::report::human_bytes;
+use blindtuner_runtime::tfhe::convert::ConvertParams;
 use blindtuner_runtime::tfhe::files::{self, FileKind};
 use blindtuner_runtime::tfhe::{keygen, BskChoice, ClientKey, CryptoRng, ParamSet};
 use std::path::{Path, PathBuf};
@@ -19,6 +22,8 @@ use std::time::Instant;
 pub const CLIENT_KEY: &str = "client.key";
 /// File name of the server key bundle inside a key directory.
 pub const SERVER_KEYS: &str = "server.keys";
+/// File name of the conversion keys (plans with products of two server values).
+pub const CONVERT_KEYS: &str = "convert.keys";
 
 pub fn client_key_path(dir: &Path) -> PathBuf {
     dir.join(CLIENT_KEY)
@@ -26,6 +31,10 @@ pub fn client_key_path(dir: &Path) -> PathBuf {
 
 pub fn server_keys_path(dir: &Path) -> PathBuf {
     dir.join(SERVER_KEYS)
+}
+
+pub fn convert_keys_path(dir: &Path) -> PathBuf {
+    dir.join(CONVERT_KEYS)
 }
 
 /// The client key of a key directory, with a hint when the directory is not one.
@@ -89,19 +98,34 @@ pub fn run(args: &KeygenArgs) -> Result<(), CliError> {
     eprintln!("generating keys for {} ...", params.id());
     let start = Instant::now();
     let (ck, sk) = keygen(&params, &mut rng);
+    // Products of two server values convert one operand to GGSW on the server, with
+    // keys of their own (too large to ship with every plan's server keys).
+    let converts = plan.as_ref().is_some_and(|p| !p.products.is_empty());
+    let convert = converts.then(|| ck.convert_key(ConvertParams::of(&params), &mut rng));
     let secs = start.elapsed().as_secs_f64();
     // Server keys first: if writing them fails, no client key is left behind that would
     // block a retry.
     files::save_server_keys(&sk_path, &sk)?;
+    let cv_path = convert_keys_path(&args.out);
+    if let Some(key) = &convert {
+        files::save_convert_key(&cv_path, &sk, key)?;
+    }
     files::save_client_key(&ck_path, &ck)?;
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     println!("parameter set   {} (128-bit security)", params.id());
     println!("fingerprint     {}", ck.fingerprint());
     println!("{:<15} {}  ({})", FileKind::ClientKey.describe(), ck_path.display(), human_bytes(size(&ck_path)));
     println!("{:<15} {}  ({})", FileKind::ServerKeys.describe(), sk_path.display(), human_bytes(size(&sk_path)));
+    if convert.is_some() {
+        println!("{:<15} {}  ({})", FileKind::ConvertKeys.describe(), cv_path.display(), human_bytes(size(&cv_path)));
+    }
     println!("keygen time     {secs:.1} s");
     println!();
     println!("`{CLIENT_KEY}` is SECRET (mode 0600): keep it on this machine, it decrypts your data and model.");
-    println!("Send only `{SERVER_KEYS}` to the server, together with the encrypted dataset.");
+    if convert.is_some() {
+        println!("Send only `{SERVER_KEYS}` and `{CONVERT_KEYS}` to the server, together with the encrypted dataset.");
+    } else {
+        println!("Send only `{SERVER_KEYS}` to the server, together with the encrypted dataset.");
+    }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! server's side. Only ever loads `server.keys`: no code path here can reach a client
 //! key (the types keep them apart, see `runtime::tfhe::keys`).
 
-use super::keygen::parse_bsk;
+use super::keygen::{parse_bsk, CONVERT_KEYS};
 use super::load_plan;
 use super::progress::Reporter;
 use crate::cli::TrainArgs;
@@ -25,11 +25,11 @@ pub fn run(args: &TrainArgs) -> Result<(), CliError> {
     // The dataset header must name these keys and this plan (errors name the file).
     let data = files::load_dataset(&args.data, keys.fingerprint(), PlanHash::of(&plan))?;
     warn_key_choice(&plan, args.epochs, keys.params());
+    let convert = load_convert_key(&plan, args, &keys)?;
     let job = Job {
         plan: &plan,
         keys: &keys,
-        // Server keys from files carry no conversion keys yet (see `run --backend tfhe`).
-        convert: None,
+        convert: convert.as_ref(),
         data: &data,
         data_path: &args.data,
         out: &args.out,
@@ -50,6 +50,28 @@ pub fn run(args: &TrainArgs) -> Result<(), CliError> {
         outcome.stats.pbs as f64 / outcome.seconds.max(1e-9)
     );
     Ok(())
+}
+
+/// The conversion keys a plan with products of two server values needs: `--convert-key`,
+/// else `convert.keys` beside the server keys. Plans without such products load none.
+fn load_convert_key(plan: &Plan, args: &TrainArgs, keys: &ServerKeys) -> Result<Option<ConvertKey>, CliError> {
+    if plan.products.is_empty() {
+        return Ok(None);
+    }
+    let path = match &args.convert_key {
+        Some(p) => p.clone(),
+        None => args.server_key.with_file_name(CONVERT_KEYS),
+    };
+    if !path.exists() {
+        return Err(CliError::user(format!(
+            "this plan multiplies server values together ({} products: an MLP head), which needs the conversion keys; \
+             no file at `{}`: `blindtuner keygen --plan PLAN` writes `{CONVERT_KEYS}` beside `{}` (pass it with --convert-key)",
+            plan.products.len(),
+            path.display(),
+            super::keygen::SERVER_KEYS
+        )));
+    }
+    Ok(Some(files::load_convert_key(&path, keys)?))
 }
 
 /// The keys are the data owner's choice; say so when it is not the compiler's (the
@@ -74,7 +96,7 @@ fn warn_key_choice(plan: &Plan, epochs: Option<usize>, params: &ParamSet) {
 pub struct Job<'a> {
     pub plan: &'a Plan,
     pub keys: &'a ServerKeys,
-    /// Conversion keys (plans with products of two server values; in-process runs only).
+    /// Conversion keys (plans with products of two server values).
     pub convert: Option<&'a ConvertKey>,
     pub data: &'a EncDataset,
     /// For messages.

@@ -203,7 +203,7 @@ pub fn resources_for(plan: &Plan, c: &Costs, p: &ParamDims, timing: &Timing, sam
             "{products} sample instruction(s) multiply two server ciphertexts: their lowering's \
              bootstraps are costed at the training key's speed (a conversion bootstraps with its own \
              deeper key and adds two keyswitches per level: about 3× that), not their external products; \
-             the conversion keys ({:.1} MiB bootstrap key + {:.1} MiB packing keys) come on top of the server keys",
+             the conversion keys ({:.1} MiB bootstrap key + {:.1} MiB packing keys, `convert.keys`) come on top of the server keys",
             conv_bsk as f64 / 1048576.0,
             pfks as f64 / 1048576.0
         ));

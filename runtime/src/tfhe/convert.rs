@@ -27,18 +27,19 @@
 
 use super::cipher::{Glwe, Lwe, LweVec};
 use super::error::TfheError;
-use super::keys::{ClientKey, ServerKeys};
+use super::keys::{ClientKey, Fingerprint, ServerKeys};
 use super::ops::{self, Scratch};
 use super::pack::private_functional_keyswitch_batched;
 use super::params::{Decomp, ParamSet};
 use super::rng::CryptoRng;
 use blindtuner_compiler::plan::{torus_shift, Format, Lut};
+use serde::{Deserialize, Serialize};
 use tfhe::core_crypto::algorithms::polynomial_algorithms::polynomial_wrapping_monic_monomial_mul_assign;
 use tfhe::core_crypto::prelude::*;
 
 /// Decompositions of a conversion: the output GGSW's gadget and the private functional
 /// packing keyswitch that builds its rows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConvertParams {
     pub ggsw: Decomp,
     pub pfks: Decomp,
@@ -59,9 +60,13 @@ impl ConvertParams {
 /// The server's key for conversions: tfhe's circuit-bootstrap key list (`k + 1` private
 /// functional packing keyswitch keys from the PBS key `s` to the PBS GLWE key `S`).
 /// Like every circuit bootstrap it encrypts `S` under itself (circular security, as
-/// tfhe's WoP-PBS assumes); it is generated only for plans that convert.
+/// tfhe's WoP-PBS assumes); it is generated only for plans that convert, and travels to
+/// the server as its own file (`files::save_convert_key`) beside the server keys.
+#[derive(Serialize, Deserialize)]
 pub struct ConvertKey {
     pub(crate) params: ConvertParams,
+    /// The client key it was derived from (checked against the server keys on load).
+    pub(crate) fingerprint: Fingerprint,
     /// Bootstrap key small → `S` at `params.bsk`, in the Fourier domain.
     pub(crate) bsk: FourierLweBootstrapKeyOwned,
     pub(crate) pfpksk: LwePrivateFunctionalPackingKeyswitchKeyListOwned<u64>,
@@ -70,6 +75,20 @@ pub struct ConvertKey {
 impl ConvertKey {
     pub fn params(&self) -> ConvertParams {
         self.params
+    }
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+}
+
+impl std::fmt::Debug for ConvertKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material.
+        write!(
+            f,
+            "ConvertKey(ggsw {}, bsk {}, pfks {}, {})",
+            self.params.ggsw, self.params.bsk, self.params.pfks, self.fingerprint
+        )
     }
 }
 
@@ -89,7 +108,7 @@ impl ClientKey {
             p.modulus,
             rng.encryption_generator(),
         );
-        ConvertKey { params: cp, bsk: fbsk, pfpksk }
+        ConvertKey { params: cp, fingerprint: self.fingerprint(), bsk: fbsk, pfpksk }
     }
 
     /// A GLWE of the torus polynomial `msg` under the PBS GLWE key (what a converted
@@ -285,5 +304,39 @@ mod tests {
                 assert_eq!(got.as_ref(), want.as_ref());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod file_tests {
+    use super::*;
+    use crate::tfhe::files::{self, FileErrorKind};
+    use crate::tfhe::keys::keygen;
+
+    /// Conversion keys round-trip through their file; keys whose conversion
+    /// decompositions are not the ones the server keys' parameter set uses are refused
+    /// by name (a file from another build), and so are another client key's.
+    #[test]
+    fn conversion_keys_file_round_trip_and_mismatches() {
+        let p = ParamSet::default_set();
+        let mut rng = CryptoRng::from_seed(5);
+        let (ck, sk) = keygen(&p, &mut rng);
+        let (_, other_sk) = keygen(&p, &mut rng);
+        let mut key = ck.convert_key(ConvertParams::of(&p), &mut rng);
+        let dir = std::env::temp_dir().join(format!("bt-convert-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("convert.keys");
+        files::save_convert_key(&path, &sk, &key).expect("saves");
+        let back = files::load_convert_key(&path, &sk).expect("loads");
+        assert_eq!((back.params(), back.fingerprint()), (key.params(), key.fingerprint()));
+        let e = files::load_convert_key(&path, &other_sk).expect_err("another client key");
+        assert!(matches!(e.kind, FileErrorKind::WrongKey { .. }), "{e}");
+
+        key.params.ggsw = Decomp::new(4, 7);
+        files::save_convert_key(&path, &sk, &key).expect("saves");
+        let e = files::load_convert_key(&path, &sk).expect_err("other conversion decompositions");
+        assert!(matches!(e.kind, FileErrorKind::ParamsMismatch { .. }), "{e}");
+        assert!(e.to_string().contains("ggsw 4x7") && e.to_string().contains("ggsw 3x10"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -34,13 +34,22 @@ pub enum FileKind {
     Model = 4,
     /// Training state of the server (model, position, counters): see `driver`.
     Checkpoint = 5,
+    /// The server's GGSW-conversion keys (plans with products of two server values).
+    ConvertKeys = 6,
 }
 
 impl FileKind {
     fn from_u8(v: u8) -> Option<FileKind> {
-        [FileKind::ClientKey, FileKind::ServerKeys, FileKind::Dataset, FileKind::Model, FileKind::Checkpoint]
-            .into_iter()
-            .find(|k| *k as u8 == v)
+        [
+            FileKind::ClientKey,
+            FileKind::ServerKeys,
+            FileKind::Dataset,
+            FileKind::Model,
+            FileKind::Checkpoint,
+            FileKind::ConvertKeys,
+        ]
+        .into_iter()
+        .find(|k| *k as u8 == v)
     }
     pub fn describe(self) -> &'static str {
         match self {
@@ -49,6 +58,7 @@ impl FileKind {
             FileKind::Dataset => "encrypted dataset",
             FileKind::Model => "encrypted model",
             FileKind::Checkpoint => "training checkpoint",
+            FileKind::ConvertKeys => "conversion keys",
         }
     }
 }
@@ -100,13 +110,30 @@ pub enum FileErrorKind {
     Io(std::io::Error),
     NotOurs,
     UnsupportedVersion(u32),
-    WrongKind { expected: FileKind, found: FileKind },
+    WrongKind {
+        expected: FileKind,
+        found: FileKind,
+    },
     UnknownParams(String),
-    WrongKey { expected: Fingerprint, found: Fingerprint },
-    PlanMismatch { expected: PlanHash, found: PlanHash },
+    /// Keys for another parameter set than the ones they are used with.
+    ParamsMismatch {
+        expected: String,
+        found: String,
+    },
+    WrongKey {
+        expected: Fingerprint,
+        found: Fingerprint,
+    },
+    PlanMismatch {
+        expected: PlanHash,
+        found: PlanHash,
+    },
     UnknownKind(u8),
     TruncatedHeader,
-    Truncated { expected: u64, found: u64 },
+    Truncated {
+        expected: u64,
+        found: u64,
+    },
     Corrupted,
     Decode(String),
 }
@@ -126,6 +153,9 @@ impl fmt::Display for FileError {
             FileErrorKind::UnknownKind(k) => write!(f, "{p}: unknown file kind {k}"),
             FileErrorKind::TruncatedHeader => write!(f, "{p}: truncated: the header is incomplete"),
             FileErrorKind::UnknownParams(id) => write!(f, "{p}: unknown parameter set `{id}`"),
+            FileErrorKind::ParamsMismatch { expected, found } => {
+                write!(f, "{p}: made for {found}, but the keys in use need {expected}")
+            }
             FileErrorKind::WrongKey { expected, found } => write!(
                 f,
                 "{p}: made with key {found}, which does not match the key in use ({expected}): keys from another keygen?"
@@ -279,6 +309,7 @@ impl<'b> Reader<'b> {
 // Typed entry points.
 
 use super::cipher::{EncDataset, EncModel};
+use super::convert::{ConvertKey, ConvertParams};
 use super::keys::{ClientKey, ServerKeys};
 
 pub fn save_client_key(path: &Path, ck: &ClientKey) -> Result<(), FileError> {
@@ -316,6 +347,41 @@ pub fn load_server_keys(path: &Path, expected: Option<Fingerprint>) -> Result<Se
         read_file(path, &Expect { kind: FileKind::ServerKeys, fingerprint: expected, plan: None })?;
     check_self_consistent(path, &h, sk.fingerprint())?;
     Ok(sk)
+}
+
+/// The conversion keys of `sk`'s client key, beside the server keys. The parameter-set
+/// id in the header is the server keys'; the conversion's own decompositions are in the
+/// payload and checked on load against the ones this build uses for that set.
+pub fn save_convert_key(path: &Path, sk: &ServerKeys, key: &ConvertKey) -> Result<(), FileError> {
+    let h = Header {
+        kind: FileKind::ConvertKeys,
+        params: sk.params().id(),
+        fingerprint: key.fingerprint(),
+        plan: PlanHash::NONE,
+    };
+    write_file(path, &h, key)
+}
+
+/// Conversion keys made with the same client key as `sk` and for its parameter set.
+pub fn load_convert_key(path: &Path, sk: &ServerKeys) -> Result<ConvertKey, FileError> {
+    super::fftplan::pin_all();
+    let (h, key): (Header, ConvertKey) =
+        read_file(path, &Expect { kind: FileKind::ConvertKeys, fingerprint: Some(sk.fingerprint()), plan: None })?;
+    check_self_consistent(path, &h, key.fingerprint())?;
+    let want = ConvertParams::of(sk.params());
+    if h.params != sk.params().id() || key.params() != want {
+        let describe = |id: &ParamSetId, c: ConvertParams| {
+            format!("{} (conversions ggsw {}, bsk {}, pfks {})", id.0, c.ggsw, c.bsk, c.pfks)
+        };
+        return Err(err(
+            path,
+            FileErrorKind::ParamsMismatch {
+                expected: describe(&sk.params().id(), want),
+                found: describe(&h.params, key.params()),
+            },
+        ));
+    }
+    Ok(key)
 }
 
 pub fn save_dataset(path: &Path, ck: &ClientKey, plan: PlanHash, ds: &EncDataset) -> Result<(), FileError> {
