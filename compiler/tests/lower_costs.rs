@@ -104,6 +104,8 @@ fn mlp_costs() {
     let expected = 16 + 160 + 14 + 50 + 3 * 16;
     assert_eq!(c.pbs_per_sample, expected);
     assert_eq!(c.forward_pbs, 16 + 160);
+    // The conversions, which the time estimate costs at the conversion key's speed.
+    assert_eq!(c.conversion_pbs_per_sample, 160 + 50);
     // It grows with H and k, not with d.
     let c16 = costs(&plan(&src.replace("fixed[64]", "fixed[16]").replace("fixed[16, 64]", "fixed[16, 16]")).unwrap());
     assert_eq!(c16.pbs_per_sample, expected);

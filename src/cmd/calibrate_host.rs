@@ -4,7 +4,7 @@
 
 use crate::cli::CalibrateHostArgs;
 use crate::error::CliError;
-use blindtuner_compiler::report::Timing;
+use blindtuner_compiler::report::{Timing, CONVERT_MS, PARAM_SETS};
 use blindtuner_runtime::tfhe::bench::{calibrate, Calibration};
 use blindtuner_runtime::tfhe::{keygen, CryptoRng, ParamSet};
 use std::collections::BTreeMap;
@@ -58,20 +58,26 @@ pub fn load_timing(path: &Path) -> Result<Timing, CliError> {
     if !(sane(c.pbs_ms) && sane(c.keyswitch_ms) && sane(c.pack_ms_per_lwe)) || c.threads == 0 {
         return Err(CliError::user(format!("{}: calibration figures must be positive", path.display())));
     }
+    // Conversions are not part of the calibration run: their nominal cost, scaled by how
+    // this host's bootstraps compare with the development machine's.
+    let convert_ms = CONVERT_MS * c.pbs_ms / PARAM_SETS[0].pbs_ms;
     Ok(Timing {
         pbs_ms: c.pbs_ms,
         keyswitch_ms: c.keyswitch_ms,
         pack_ms_per_lwe: c.pack_ms_per_lwe,
+        convert_ms,
         threads: c.threads,
         source: format!(
             "measured on this host by `blindtuner calibrate` ({}, {} samples, {} threads): {:.1} ms per \
-             bootstrap, {:.2} ms per keyswitch, {:.2} ms per packed LWE",
+             bootstrap, {:.2} ms per keyswitch, {:.2} ms per packed LWE, {:.1} ms per conversion bootstrap \
+             (nominal, scaled by the bootstrap ratio)",
             path.display(),
             c.samples,
             c.threads,
             c.pbs_ms,
             c.keyswitch_ms,
-            c.pack_ms_per_lwe
+            c.pack_ms_per_lwe,
+            convert_ms
         ),
     })
 }

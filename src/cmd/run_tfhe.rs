@@ -88,7 +88,7 @@ pub fn run(r: &RunTfhe<'_>) -> Result<TrainReport, CliError> {
         checkpoint_every: Duration::from_secs(120),
     };
     let outcome = serve(&job)?;
-    let pbs_seconds = bench::pbs_seconds(&sk, plan, 10);
+    let pbs_seconds = bench::pbs_seconds(&sk, convert.as_ref(), plan, 10);
     drop(sk);
 
     // Client: decrypt and evaluate.

@@ -146,7 +146,7 @@ pub fn serve(job: &Job<'_>) -> Result<TrainOutcome, CliError> {
             .map_err(|e| CliError::user(format!("initial model: {e}")))?;
         TrainState::fresh(model, job.epochs.unwrap_or(plan.train.epochs), n)
     };
-    announce(plan, keys, n, &state);
+    announce(job, n, &state);
     let cfg = DriverConfig { checkpoint: Some(ckpt.clone()), checkpoint_every: job.checkpoint_every };
     let mut progress = Reporter::for_stderr();
     let result = driver::train_with_convert(plan, (keys, job.convert), job.data, state, &cfg, &mut progress);
@@ -159,7 +159,8 @@ pub fn serve(job: &Job<'_>) -> Result<TrainOutcome, CliError> {
 }
 
 /// What the run will cost, before it starts.
-fn announce(plan: &Plan, keys: &ServerKeys, n: usize, state: &TrainState) {
+fn announce(job: &Job<'_>, n: usize, state: &TrainState) {
+    let (plan, keys) = (job.plan, job.keys);
     let c = costs(plan);
     let per_epoch = steps_per_epoch(n, plan.train.batch);
     let steps = (per_epoch * state.epochs) as u64;
@@ -167,10 +168,18 @@ fn announce(plan: &Plan, keys: &ServerKeys, n: usize, state: &TrainState) {
     // Training, updates, refreshes and the loss program on its measured steps.
     let pbs = c.run_pbs(plan, (n * state.epochs) as u64, steps) + c.loss_pbs(plan, n, state.epochs);
     let threads = rayon_threads();
-    let estimate = bench::pbs_seconds(keys, plan, 2)
-        .map(|t| {
+    // Conversion bootstraps (their own key, plus keyswitches) are timed apart.
+    let conversions = c.conversion_pbs_per_sample * (n * state.epochs) as u64;
+    let conversion_s = match job.convert {
+        Some(ck) if conversions > 0 => bench::conversion_seconds(keys, ck, plan, 1),
+        _ => Some(0.0),
+    };
+    let estimate = bench::pbs_seconds(keys, job.convert, plan, 2)
+        .zip(conversion_s)
+        .map(|(t, tc)| {
             let frac = left as f64 / steps.max(1) as f64;
-            format!(", ≈ {:.0} s of bootstraps on {threads} threads", t * pbs as f64 * frac / threads as f64)
+            let secs = t * pbs.saturating_sub(conversions) as f64 + tc * conversions as f64;
+            format!(", ≈ {:.0} s of bootstraps on {threads} threads", secs * frac / threads as f64)
         })
         .unwrap_or_default();
     eprintln!(

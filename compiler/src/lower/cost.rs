@@ -13,7 +13,7 @@
 //! PBS depth: the longest chain of PBS-using instructions along register
 //! dependencies within one sample (levelled and external-product steps add 0).
 
-use crate::plan::{Inst, Layout, Lowering, Plan, StepInst};
+use crate::plan::{Inst, Layout, Lowering, Plan, ProductStrategy, StepInst};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InstCost {
@@ -42,6 +42,10 @@ pub struct Costs {
     pub external_products_per_step: u64,
     /// PBS of the loss program for one measured sample (`Plan::loss`; 0 without).
     pub loss_pbs_per_sample: u64,
+    /// The part of `pbs_per_sample` that converts a server value to GGSW (`table-ggsw`,
+    /// `ggsw` products): bootstraps with the conversion key plus two packing keyswitches
+    /// each, ~2.5× a training bootstrap (the report's time estimate costs them apart).
+    pub conversion_pbs_per_sample: u64,
 }
 
 impl Costs {
@@ -106,7 +110,13 @@ fn step_cost(plan: &Plan, inst: &StepInst) -> InstCost {
 
 pub fn costs(plan: &Plan) -> Costs {
     // Products of two server values cost what their lowering does (`products`).
-    let products = super::products::pbs_by_inst(plan);
+    let rows = super::products::rows(plan);
+    let products: std::collections::BTreeMap<usize, u64> = rows.iter().map(|r| (r.inst, r.pbs)).collect();
+    let conversion_pbs_per_sample = rows
+        .iter()
+        .filter(|r| matches!(r.chosen, ProductStrategy::TableGgsw | ProductStrategy::GgswConversion))
+        .map(|r| r.pbs)
+        .sum();
     let sample: Vec<InstCost> = plan
         .sample
         .iter()
@@ -137,6 +147,7 @@ pub fn costs(plan: &Plan) -> Costs {
     let loss_pbs_per_sample = plan.loss.as_ref().map_or(0, |l| l.program.iter().map(|i| inst_cost(plan, i).pbs).sum());
     Costs {
         loss_pbs_per_sample,
+        conversion_pbs_per_sample,
         pbs_per_sample,
         forward_pbs,
         external_products_per_sample,

@@ -207,11 +207,6 @@ pub fn rows(plan: &Plan) -> Vec<ProductRow> {
     })
 }
 
-/// Bootstraps per sample of every product instruction, by index in `plan.sample`.
-pub fn pbs_by_inst(plan: &Plan) -> BTreeMap<usize, u64> {
-    rows(plan).into_iter().map(|r| (r.inst, r.pbs)).collect()
-}
-
 /// Pass `products`: record the lowering of every product, the cheapest feasible one
 /// unless `forced` (node `s<i>` or the product's name → strategy) says otherwise.
 pub fn choose(plan: &mut Plan, forced: &BTreeMap<String, ProductStrategy>) -> Result<(), Vec<Diagnostic>> {

@@ -15,7 +15,7 @@ use crate::plan::{Inst, LutEncoding, Plan, ProductStrategy, RegId, StepInst, Ten
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-pub use resources::{resources, resources_for, ParamDims, Resources, Timing, PARAM_SETS};
+pub use resources::{resources, resources_for, ParamDims, Resources, Timing, CONVERT_MS, PARAM_SETS};
 pub use text::{human_bytes, render_text};
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

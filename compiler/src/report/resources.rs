@@ -58,13 +58,19 @@ pub const PARAM_SETS: [ParamDims; 2] = [
 pub const KEYSWITCH_MS: f64 = 2.0;
 /// Single-thread milliseconds per LWE of the packing keyswitch.
 pub const PACK_MS_PER_LWE: f64 = 8.3;
+/// Single-thread milliseconds of one conversion bootstrap (`table-ggsw`): a bootstrap
+/// with the conversion key (8x6, twice the training key's levels) plus the two private
+/// functional packing keyswitches of its output (`convert_bench`: 767 ms per value at
+/// 10 levels on the development machine, 56 ms bootstrap + 20 ms keyswitches).
+pub const CONVERT_MS: f64 = 76.7;
 /// Cores the estimate assumes (rayon over the samples of a batch).
 pub const THREADS: usize = 2;
 pub const SECURITY_BITS: u32 = 128;
 pub const TIMING_SOURCE: &str = "nominal figures measured on the 2-core development machine with \
 `cargo run --release -p blindtuner-runtime --example tfhe_step` (k = 5 sigmoid head, 1 thread): \
 31 ms per batched 12/3 bootstrap, 2 ms per keyswitch, 8.3 ms per packed LWE; 10/4 bootstraps \
-taken as 1.25x slower (GGSW probe); wall time divided by 2 threads. Re-measure on other hosts.";
+taken as 1.25x slower (GGSW probe); 76.7 ms per conversion bootstrap (`convert_bench`); wall time \
+divided by 2 threads. Re-measure on other hosts.";
 
 /// Per-operation costs the time estimate multiplies by the plan's counts: the nominal
 /// figures above, or what `blindtuner calibrate` measured on this host.
@@ -75,6 +81,8 @@ pub struct Timing {
     pub pbs_ms: f64,
     pub keyswitch_ms: f64,
     pub pack_ms_per_lwe: f64,
+    /// Single-thread ms per conversion bootstrap ([`CONVERT_MS`]).
+    pub convert_ms: f64,
     pub threads: usize,
     pub source: String,
 }
@@ -85,6 +93,7 @@ impl Timing {
             pbs_ms: PARAM_SETS[0].pbs_ms,
             keyswitch_ms: KEYSWITCH_MS,
             pack_ms_per_lwe: PACK_MS_PER_LWE,
+            convert_ms: CONVERT_MS,
             threads: THREADS,
             source: TIMING_SOURCE.to_string(),
         }
@@ -181,7 +190,10 @@ pub fn resources_for(plan: &Plan, c: &Costs, p: &ParamDims, timing: &Timing, sam
     // Every bootstrap is preceded by a keyswitch to the small key; external products
     // and levelled ops are microseconds and left out.
     let pbs_ms = timing.pbs_ms_for(p) + timing.keyswitch_ms;
-    let sample_ms = c.pbs_per_sample as f64 * pbs_ms + packed as f64 * timing.pack_ms_per_lwe;
+    let conversions = c.conversion_pbs_per_sample.min(c.pbs_per_sample);
+    let sample_ms = (c.pbs_per_sample - conversions) as f64 * pbs_ms
+        + conversions as f64 * timing.convert_ms
+        + packed as f64 * timing.pack_ms_per_lwe;
     let step_ms = plan.train.batch as f64 * sample_ms + c.step_pbs as f64 * pbs_ms;
     let step_s = step_ms / 1e3 / timing.threads.max(1) as f64;
     let batch = plan.train.batch.max(1) as f64;
@@ -200,10 +212,11 @@ pub fn resources_for(plan: &Plan, c: &Costs, p: &ParamDims, timing: &Timing, sam
         let conv_bsk = p.bootstrap_key_bytes() / p.bsk.1 as u64 * levels;
         let pfks = p.glwe_size() * (p.big_lwe_dim() + 1) * p.pks.1 as u64 * p.glwe_size() * p.poly_size as u64 * 8;
         warnings.push(format!(
-            "{products} sample instruction(s) multiply two server ciphertexts: their lowering's \
-             bootstraps are costed at the training key's speed (a conversion bootstraps with its own \
-             deeper key and adds two keyswitches per level: about 3× that), not their external products; \
-             the conversion keys ({:.1} MiB bootstrap key + {:.1} MiB packing keys, `convert.keys`) come on top of the server keys",
+            "{products} sample instruction(s) multiply two server ciphertexts: their {conversions} conversion \
+             bootstraps per sample are costed at {:.1} ms each (their own deeper key and two keyswitches per \
+             level), the external products not at all; the conversion keys ({:.1} MiB bootstrap key + {:.1} MiB \
+             packing keys, `convert.keys`) come on top of the server keys",
+            timing.convert_ms,
             conv_bsk as f64 / 1048576.0,
             pfks as f64 / 1048576.0
         ));

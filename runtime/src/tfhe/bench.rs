@@ -2,6 +2,7 @@
 //! runs, so speed is reported as ratios to these).
 
 use super::cipher::LweVec;
+use super::convert::ConvertKey;
 use super::exec::Server;
 use super::keys::{KeyKind, ServerKeys};
 use crate::rng::SplitMix;
@@ -35,16 +36,13 @@ pub fn reference_pbs_seconds(reps: usize) -> f64 {
 /// untouched) on a pseudo-random LWE: its phase is meaningless, but the cost of a
 /// bootstrap does not depend on it. (Not a trivial one: blind rotation skips the
 /// zero mask coefficients a trivial ciphertext keyswitches to, and would be ~100× cheaper.)
-pub fn pbs_seconds(keys: &ServerKeys, plan: &Plan, reps: usize) -> Option<f64> {
+/// A plan with products of two server values needs its conversion keys (`convert`).
+pub fn pbs_seconds(keys: &ServerKeys, convert: Option<&ConvertKey>, plan: &Plan, reps: usize) -> Option<f64> {
     if plan.luts.is_empty() {
         return None;
     }
-    let server = Server::new(keys, plan).ok()?;
-    let p = keys.params();
-    let mut rng = SplitMix::new(0x5eed);
-    let mut ct = LweCiphertext::new(0u64, p.big_lwe_dim().to_lwe_size(), p.modulus);
-    ct.as_mut().iter_mut().for_each(|v| *v = rng.next_u64());
-    let x = LweVec { key: KeyKind::Data, cts: vec![ct] };
+    let server = Server::with_convert(keys, plan, convert).ok()?;
+    let x = random_lwe(keys);
     server.lut(LutId(0), &x).ok()?; // warm-up
     let before = server.stats();
     for _ in 0..reps.max(1) {
@@ -53,6 +51,33 @@ pub fn pbs_seconds(keys: &ServerKeys, plan: &Plan, reps: usize) -> Option<f64> {
     let after = server.stats();
     let count = (after.pbs - before.pbs).max(1);
     Some((after.pbs_time - before.pbs_time).as_secs_f64() / count as f64)
+}
+
+/// Single-thread time of one conversion bootstrap (`table-ggsw`: a bootstrap with the
+/// conversion key and the two packing keyswitches of its output), from converting one
+/// value with LUT 0 of `plan` `reps` times; `None` without a LUT.
+pub fn conversion_seconds(keys: &ServerKeys, convert: &ConvertKey, plan: &Plan, reps: usize) -> Option<f64> {
+    let lut = plan.luts.first()?;
+    let x = random_lwe(keys);
+    let mut secs = 0.0;
+    let mut count = 0;
+    for _ in 0..reps.max(1) {
+        let t = Instant::now();
+        let (_, pbs) = super::convert::table_to_ggsw(keys, convert, lut, &lut.in_fmt, &x).ok()?;
+        secs += t.elapsed().as_secs_f64();
+        count += pbs;
+    }
+    Some(secs / count.max(1) as f64)
+}
+
+/// One LWE of pseudo-random coefficients under the data key (a bootstrap's cost does
+/// not depend on its phase).
+fn random_lwe(keys: &ServerKeys) -> LweVec {
+    let p = keys.params();
+    let mut rng = SplitMix::new(0x5eed);
+    let mut ct = LweCiphertext::new(0u64, p.big_lwe_dim().to_lwe_size(), p.modulus);
+    ct.as_mut().iter_mut().for_each(|v| *v = rng.next_u64());
+    LweVec { key: KeyKind::Data, cts: vec![ct] }
 }
 
 /// What `blindtuner calibrate` measures on this host: the per-operation costs the
