@@ -43,14 +43,14 @@ fn every_product_gets_the_cheapest_feasible_lowering_and_conversions_are_shared(
     }
     let chosen: Vec<ProductStrategy> = rows.iter().map(|r| r.chosen).collect();
     assert_eq!(chosen, [ProductStrategy::TableGgsw; 3]);
-    // 16 values × 10 levels instead of 16 × 7 bits × 4 levels; `e ⊗ a1` reuses it.
+    // 16 values × 10 levels instead of 16 × 6 bits × 4 levels; `e ⊗ a1` reuses it.
     assert_eq!(rows[0].pbs, 16 * 10);
-    assert_eq!(rows[0].alternatives[2].pbs, Some(16 * 7 * 4));
+    assert_eq!(rows[0].alternatives[2].pbs, Some(16 * 6 * 4));
     assert_eq!(rows[1].pbs, 0);
     assert!(rows[1].alternatives[3].why.contains("already converted by s2"), "{}", rows[1].alternatives[3].why);
-    // 5 values × 10 levels instead of 5 × 8 bits × 4 levels.
+    // 5 values × 10 levels instead of 5 × 7 bits × 4 levels.
     assert_eq!(rows[2].pbs, 5 * 10);
-    assert_eq!(rows[2].alternatives[2].pbs, Some(5 * 8 * 4));
+    assert_eq!(rows[2].alternatives[2].pbs, Some(5 * 7 * 4));
     let total: u64 = rows.iter().map(|r| r.pbs).sum();
     // relu, softmax and error, relu gate, the mask's two halving tables.
     assert_eq!(costs(&plan).pbs_per_sample, 16 + 14 + 16 + 2 * 16 + total);
