@@ -38,6 +38,57 @@ impl Kernel {
             Kernel::Avx2 => unsafe { sub_scaled_avx2(acc, key, digit) },
         }
     }
+
+    /// `acc −= Σ_t digits[t]·rows[t]`: the digits of one input element against its
+    /// block of key rows in one pass over `acc` (one load and store of `acc` for all
+    /// levels instead of one per level). Four levels (the packing keys' 9x4) have a
+    /// fused kernel; other counts fall back to one pass per level. Same result, bit for
+    /// bit: the sum is the same mod 2^64 in any order.
+    pub(crate) fn sub_dot(self, acc: &mut [u64], rows: &[&[u64]], digits: &[u64]) {
+        let ([r0, r1, r2, r3], [d0, d1, d2, d3]) = (rows, digits) else {
+            for (row, &d) in rows.iter().zip(digits) {
+                if d != 0 {
+                    self.sub_scaled(acc, row, d);
+                }
+            }
+            return;
+        };
+        let (rows, digits) = ([*r0, *r1, *r2, *r3], [*d0, *d1, *d2, *d3]);
+        match self {
+            Kernel::Generic => sub_dot4(acc, rows, digits),
+            // SAFETY: as in `sub_scaled`.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => unsafe { sub_dot4_avx512(acc, rows, digits) },
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => unsafe { sub_dot4_avx2(acc, rows, digits) },
+        }
+    }
+}
+
+#[inline(always)]
+fn sub_dot4(acc: &mut [u64], [r0, r1, r2, r3]: [&[u64]; 4], [d0, d1, d2, d3]: [u64; 4]) {
+    let n = acc.len().min(r0.len()).min(r1.len()).min(r2.len()).min(r3.len());
+    let (acc, r0, r1, r2, r3) = (&mut acc[..n], &r0[..n], &r1[..n], &r2[..n], &r3[..n]);
+    for j in 0..n {
+        let s = r0[j]
+            .wrapping_mul(d0)
+            .wrapping_add(r1[j].wrapping_mul(d1))
+            .wrapping_add(r2[j].wrapping_mul(d2))
+            .wrapping_add(r3[j].wrapping_mul(d3));
+        acc[j] = acc[j].wrapping_sub(s);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn sub_dot4_avx512(acc: &mut [u64], rows: [&[u64]; 4], digits: [u64; 4]) {
+    sub_dot4(acc, rows, digits)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn sub_dot4_avx2(acc: &mut [u64], rows: [&[u64]; 4], digits: [u64; 4]) {
+    sub_dot4(acc, rows, digits)
 }
 
 #[inline(always)]

@@ -55,9 +55,15 @@ pub fn private_functional_keyswitch_batched(
     sub_keyswitched(key.iter(), &decomposer, lwes, outs);
 }
 
+/// Lanes of a key row processed for every input before the next tile: the block's
+/// rows' tiles (4 levels × 4 KiB) stay in L1 while every input's accumulator tile
+/// streams past them.
+const TILE: usize = 512;
+
 /// `outs[c] −= Σ_i Σ_t digit_t(lwes[c][i])·block_i[t]` over the key's blocks (one per
 /// input element it keyswitches): the loop both keyswitches share, with the key
-/// streamed once for all inputs and each key row reused for every input.
+/// streamed once for all inputs, each block's rows applied to an input in one fused
+/// pass (`Kernel::sub_dot`), tile by tile.
 fn sub_keyswitched<'k>(
     blocks: impl Iterator<Item = GlweCiphertextListView<'k, u64>>,
     decomposer: &SignedDecomposer<u64>,
@@ -74,12 +80,15 @@ fn sub_keyswitched<'k>(
                 digits[c * levels + t] = term.value();
             }
         }
-        for (t, key_row) in block.iter().enumerate() {
-            let key_row = key_row.as_ref();
+        let rows: Vec<&[u64]> = block.iter().map(|r| r.into_container()).collect();
+        let len = rows.first().map_or(0, |r| r.len());
+        for start in (0..len).step_by(TILE) {
+            let end = (start + TILE).min(len);
+            let tiles: Vec<&[u64]> = rows.iter().map(|r| &r[start..end]).collect();
             for (c, out) in outs.iter_mut().enumerate() {
-                let digit = digits[c * levels + t];
-                if digit != 0 {
-                    kernel.sub_scaled(out, key_row, digit);
+                let d = &digits[c * levels..(c + 1) * levels];
+                if d.iter().any(|&x| x != 0) {
+                    kernel.sub_dot(&mut out[start..end], &tiles, d);
                 }
             }
         }
