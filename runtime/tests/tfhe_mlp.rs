@@ -18,6 +18,10 @@ use std::sync::OnceLock;
 use tfhe_common::{keys, Rng};
 
 fn mlp(d: usize) -> Plan {
+    mlp_with(d, "sgd(lr = 0.5)")
+}
+
+fn mlp_with(d: usize, optimizer: &str) -> Plan {
     let src = format!(
         "model mlp {{
   dim d = {d}
@@ -34,7 +38,7 @@ fn mlp(d: usize) -> Plan {
   z    = W2 @ a1 + b2
   loss = softmax_cross_entropy(z, y)
 }}
-train mlp {{ optimizer = sgd(lr = 0.5)  batch = 2  epochs = 1  p_fail = 2^-35 }}
+train mlp {{ optimizer = {optimizer}  batch = 2  epochs = 1  p_fail = 2^-35 }}
 "
     );
     let (spec, diags) = blindtuner_compiler::check::check_source(&src, &BTreeMap::new());
@@ -116,4 +120,19 @@ fn an_mlp_trains_encrypted_with_the_reported_bootstraps_whatever_d() {
         counts.push(pbs);
     }
     assert_eq!(counts[0], counts[1], "the bootstraps do not depend on d");
+}
+
+/// `nesterov` on an MLP head: the momentum of `W2` lives under the PBS key
+/// (`Layout::PbsPoly`), so its rescale packs back with the conversion keys' identity
+/// packing key (`refresh::rescale`); the update's bootstraps are the report's too.
+#[test]
+fn an_mlp_trains_encrypted_with_nesterov() {
+    let plan = mlp_with(4, "nesterov(lr = 0.5, momentum = 0.5)");
+    assert!(costs(&plan).step_pbs > 0, "the momentum rescale bootstraps");
+    let (pbs, report, worst, moved) = run(&plan);
+    eprintln!(
+        "nesterov: {pbs} PBS counted, {report} reported; max |W_enc − W_clear| {worst:.4}, clear moved {moved:.4}"
+    );
+    assert_eq!(pbs, report);
+    assert!(worst < moved / 2.0, "decrypted weights {worst} from the clear run (moved {moved})");
 }

@@ -333,7 +333,9 @@ fn check_step(plan: &Plan, s: &StepInst) -> Result<(), TfheError> {
                     s.name, d.name
                 )));
             }
-            if !matches!(s.layout, Layout::DataPoly { .. }) {
+            // Under the data key (packing key) or the PBS key (the conversion keys'
+            // identity packing key, which every plan with `PbsPoly` tensors has).
+            if !matches!(s.layout, Layout::DataPoly { .. } | Layout::PbsPoly { .. }) {
                 return Err(TfheError::Unsupported {
                     what: format!("rescale of `{}`", s.name),
                     why: "only tensors stored as polynomials are rescaled".into(),

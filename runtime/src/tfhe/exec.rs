@@ -506,7 +506,7 @@ impl<'a> Server<'a> {
                 StepInst::Rescale { dst, src, factor, .. } => {
                     let span = self.plan.tensors[src.index()].fmt.bit_span();
                     super::refresh::rescale(
-                        self.keys,
+                        (self.keys, self.convert),
                         self.plan,
                         model,
                         (src, dst),
@@ -525,7 +525,14 @@ impl<'a> Server<'a> {
     /// the run (see [`super::refresh`]); returns how many ran.
     pub fn refresh(&self, model: &mut EncModel, steps_done: u64) -> Result<usize, TfheError> {
         self.check_model(model)?;
-        super::refresh::run_due(self.keys, self.plan, model, steps_done, self.fft.as_view(), &self.stats)
+        super::refresh::run_due(
+            (self.keys, self.convert),
+            self.plan,
+            model,
+            steps_done,
+            self.fft.as_view(),
+            &self.stats,
+        )
     }
 
     /// One training step: accumulate the batch, then run the step program.

@@ -17,23 +17,26 @@
 //! The residual is kept as two sums under different keys (the extracted coefficient
 //! under the data key, the bits read so far under the bootstrap key): each is scaled
 //! *before* its own keyswitch, so the keyswitch noise is not multiplied by `2^(63−b)`.
-//! The bits' sum is packed back into the tensor's GLWEs with the packing keyswitch.
+//! The bits' sum is packed back into the tensor's GLWEs with the packing keyswitch (for
+//! a tensor under the PBS key, `Layout::PbsPoly`, with the conversion keys' identity
+//! packing key: `convert::pack_pbs`).
 
 use super::cipher::{EncModel, EncTensor, Lwe};
+use super::convert::{self, ConvertKey};
 use super::error::{bad_ct, TfheError};
 use super::keys::{KeyKind, ServerKeys};
 use super::keyswitch::keyswitch_batched;
 use super::ops::{self, Scratch};
 use super::pack::pack_batched;
 use super::stats::{Stats, Work};
-use blindtuner_compiler::plan::{Layout, Plan, Refresh, TensorId};
+use blindtuner_compiler::plan::{Layout, Plan, TensorId};
 use rayon::prelude::*;
 use std::time::Instant;
 use tfhe::core_crypto::prelude::*;
 
 /// Run every refresh of `plan` that is due after step `steps_done`; returns how many ran.
 pub(crate) fn run_due(
-    keys: &ServerKeys,
+    (keys, convert): (&ServerKeys, Option<&ConvertKey>),
     plan: &Plan,
     model: &mut EncModel,
     steps_done: u64,
@@ -42,21 +45,10 @@ pub(crate) fn run_due(
 ) -> Result<usize, TfheError> {
     let mut ran = 0;
     for r in plan.train.refresh.iter().filter(|r| r.due(steps_done)) {
-        refresh(keys, plan, model, r, fft, stats)?;
+        rescale((keys, convert), plan, model, (r.tensor, r.tensor), (r.lsb, r.top), 1.0, fft, stats)?;
         ran += 1;
     }
     Ok(ran)
-}
-
-fn refresh(
-    keys: &ServerKeys,
-    plan: &Plan,
-    model: &mut EncModel,
-    r: &Refresh,
-    fft: FftView<'_>,
-    stats: &Stats,
-) -> Result<(), TfheError> {
-    rescale(keys, plan, model, (r.tensor, r.tensor), (r.lsb, r.top), 1.0, fft, stats)
 }
 
 /// `dst = factor · src` as `plan::rescale_bits` computes it (a `Rescale` step, e.g. a
@@ -65,7 +57,7 @@ fn refresh(
 /// into a multiplication of the output, so the bootstrap noise is not scaled by it).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn rescale(
-    keys: &ServerKeys,
+    (keys, convert): (&ServerKeys, Option<&ConvertKey>),
     plan: &Plan,
     model: &mut EncModel,
     (src, dst): (TensorId, TensorId),
@@ -76,8 +68,17 @@ pub(crate) fn rescale(
 ) -> Result<(), TfheError> {
     let p = keys.params();
     let t = plan.tensors.get(src.index()).ok_or_else(|| bad_ct("rescale of a tensor the plan lacks"))?;
-    let Layout::DataPoly { per_poly, .. } = t.layout else {
-        return Err(bad_ct(format!("rescale of `{}`, which is not stored as polynomials", t.name)));
+    let (per_poly, key) = match t.layout {
+        Layout::DataPoly { per_poly, .. } => (per_poly, KeyKind::Data),
+        Layout::PbsPoly { per_poly, .. } => (per_poly, KeyKind::Pbs),
+        Layout::Lwe => return Err(bad_ct(format!("rescale of `{}`, which is not stored as polynomials", t.name))),
+    };
+    let packing = match (key, convert) {
+        (KeyKind::Pbs, None) => {
+            return Err(bad_ct(format!("rescale of `{}` (under the PBS key) without the conversion keys", t.name)))
+        }
+        (KeyKind::Pbs, Some(ck)) => Some(ck),
+        _ => None,
     };
     let Some(EncTensor::Poly(glwes)) = model.tensors.get(src.index()) else {
         return Err(bad_ct(format!("model tensor `{}` is not polynomial", t.name)));
@@ -90,7 +91,7 @@ pub(crate) fn rescale(
     let chunk = coeffs.len().div_ceil(threads).max(1);
     let out: Vec<Lwe> = coeffs
         .par_chunks(chunk)
-        .map(|c| read_bits(keys, (lsb, top), factor, c, fft, stats))
+        .map(|c| read_bits(keys, key, (lsb, top), factor, c, fft, stats))
         .collect::<Result<Vec<_>, _>>()?
         .into_iter()
         .flatten()
@@ -104,17 +105,21 @@ pub(crate) fn rescale(
     let t0 = Instant::now();
     let mut start = 0;
     for (g, &n) in dst.iter_mut().zip(&counts) {
-        pack_batched(&keys.pksk, &out[start..start + n], g);
+        match packing {
+            Some(ck) => *g = convert::pack_pbs(p, ck, &out[start..start + n]),
+            None => pack_batched(&keys.pksk, &out[start..start + n], g),
+        }
         start += n;
     }
     stats.record(Work::Pack, t0);
     Ok(())
 }
 
-/// `factor ·` the rounded values of `coeffs` (data key), as sums of weighted bits
-/// (bootstrap key).
+/// `factor ·` the rounded values of `coeffs` (under `key`: the data key, or the PBS key
+/// for a `PbsPoly` tensor), as sums of weighted bits (bootstrap key).
 fn read_bits(
     keys: &ServerKeys,
+    key: KeyKind,
     (lsb, top): (u32, u32),
     factor: f64,
     coeffs: &[Lwe],
@@ -122,7 +127,7 @@ fn read_bits(
     stats: &Stats,
 ) -> Result<Vec<Lwe>, TfheError> {
     let p = keys.params();
-    let ksk_data = keys.ksk_from(KeyKind::Data).ok_or_else(|| bad_ct("no keyswitch key from the data key"))?;
+    let ksk_coeffs = keys.ksk_from(key).ok_or_else(|| bad_ct(format!("no keyswitch key from the {key}")))?;
     let ksk_pbs = keys.ksk_from(KeyKind::Pbs).ok_or_else(|| bad_ct("no keyswitch key from the PBS key"))?;
     let mut scratch = Scratch::new();
     let zero = || LweCiphertext::new(0u64, p.big_lwe_dim().to_lwe_size(), p.modulus);
@@ -170,7 +175,7 @@ fn read_bits(
                 .collect()
         };
         let t0 = Instant::now();
-        let mut small = keyswitch_batched(ksk_data, &scaled(coeffs, false));
+        let mut small = keyswitch_batched(ksk_coeffs, &scaled(coeffs, false));
         let done = keyswitch_batched(ksk_pbs, &scaled(&sums, true));
         for (s, o) in small.iter_mut().zip(&done) {
             lwe_ciphertext_add_assign(s, o);
