@@ -282,59 +282,61 @@ pub(crate) fn external_product_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tfhe::files::{self, FileErrorKind};
     use crate::tfhe::keys::keygen;
     use crate::tfhe::KeyKind;
+    use std::sync::OnceLock;
+
+    /// One key set and its conversion keys (≈ 7 s, 856 MiB) for the tests of this module.
+    fn keys() -> &'static (ClientKey, ServerKeys, ConvertKey) {
+        static KEYS: OnceLock<(ClientKey, ServerKeys, ConvertKey)> = OnceLock::new();
+        KEYS.get_or_init(|| {
+            let p = ParamSet::default_set();
+            let mut rng = CryptoRng::from_seed(3);
+            let (ck, sk) = keygen(&p, &mut rng);
+            let ckey = ck.convert_key(ConvertParams::of(&p), &mut rng);
+            (ck, sk, ckey)
+        })
+    }
 
     /// The batched keyswitch is tfhe's, bit for bit, for every key of the list.
     #[test]
     fn batched_private_functional_keyswitch_is_tfhe_s() {
-        let p = ParamSet::default_set();
-        let mut rng = CryptoRng::from_seed(3);
-        let (ck, _) = keygen(&p, &mut rng);
-        let ckey = ck.convert_key(ConvertParams::of(&p), &mut rng);
-        let x = ck.encrypt_lwe_vec(KeyKind::Pbs, &[1 << 60, 3 << 58, 0], &mut rng);
+        let (ck, _, ckey) = keys();
+        let p = ck.params();
+        let x = ck.encrypt_lwe_vec(KeyKind::Pbs, &[1 << 60, 3 << 58, 0], &mut CryptoRng::from_seed(4));
         let inputs: Vec<&Lwe> = x.cts.iter().collect();
         for key in ckey.pfpksk.iter() {
-            let mut ours: Vec<Glwe> = (0..inputs.len()).map(|_| ops::zero_glwe(&p)).collect();
+            let mut ours: Vec<Glwe> = (0..inputs.len()).map(|_| ops::zero_glwe(p)).collect();
             let mut rows: Vec<&mut [u64]> = ours.iter_mut().map(|g| g.as_mut()).collect();
             private_functional_keyswitch_batched(&key, &inputs, &mut rows);
             for (lwe, got) in inputs.iter().zip(&ours) {
-                let mut want = ops::zero_glwe(&p);
+                let mut want = ops::zero_glwe(p);
                 private_functional_keyswitch_lwe_ciphertext_into_glwe_ciphertext(&key, &mut want, *lwe);
                 assert_eq!(got.as_ref(), want.as_ref());
             }
         }
     }
-}
-
-#[cfg(test)]
-mod file_tests {
-    use super::*;
-    use crate::tfhe::files::{self, FileErrorKind};
-    use crate::tfhe::keys::keygen;
 
     /// Conversion keys round-trip through their file; keys whose conversion
     /// decompositions are not the ones the server keys' parameter set uses are refused
     /// by name (a file from another build), and so are another client key's.
     #[test]
     fn conversion_keys_file_round_trip_and_mismatches() {
-        let p = ParamSet::default_set();
-        let mut rng = CryptoRng::from_seed(5);
-        let (ck, sk) = keygen(&p, &mut rng);
-        let (_, other_sk) = keygen(&p, &mut rng);
-        let mut key = ck.convert_key(ConvertParams::of(&p), &mut rng);
+        let (ck, sk, key) = keys();
+        let (_, other_sk) = keygen(ck.params(), &mut CryptoRng::from_seed(5));
         let dir = std::env::temp_dir().join(format!("bt-convert-keys-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join("convert.keys");
-        files::save_convert_key(&path, &sk, &key).expect("saves");
-        let back = files::load_convert_key(&path, &sk).expect("loads");
+        files::save_convert_key(&path, sk, key).expect("saves");
+        let mut back = files::load_convert_key(&path, sk).expect("loads");
         assert_eq!((back.params(), back.fingerprint()), (key.params(), key.fingerprint()));
         let e = files::load_convert_key(&path, &other_sk).expect_err("another client key");
         assert!(matches!(e.kind, FileErrorKind::WrongKey { .. }), "{e}");
 
-        key.params.ggsw = Decomp::new(4, 7);
-        files::save_convert_key(&path, &sk, &key).expect("saves");
-        let e = files::load_convert_key(&path, &sk).expect_err("other conversion decompositions");
+        back.params.ggsw = Decomp::new(4, 7);
+        files::save_convert_key(&path, sk, &back).expect("saves");
+        let e = files::load_convert_key(&path, sk).expect_err("other conversion decompositions");
         assert!(matches!(e.kind, FileErrorKind::ParamsMismatch { .. }), "{e}");
         assert!(e.to_string().contains("ggsw 4x7") && e.to_string().contains("ggsw 3x10"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
