@@ -1,5 +1,6 @@
-//! `blindtuner train --plan PLAN --server-key FILE --data FILE --out MODEL`: the
-//! server's side. Only ever loads `server.keys`: no code path here can reach a client
+//! `blindtuner train --plan PLAN --server-key FILE [--convert-key FILE] --data FILE --out
+//! MODEL`: the server's side. Only ever loads `server.keys` (and, for a plan with
+//! products of two server values, `convert.keys`): no code path here can reach a client
 //! key (the types keep them apart, see `runtime::tfhe::keys`).
 
 use super::keygen::{parse_bsk, CONVERT_KEYS};
