@@ -118,4 +118,55 @@ fn a_converted_table_output_multiplies_like_a_ggsw_with_the_modelled_noise() {
             assert!(err.abs() < 6.0 * sigma, "e_{c}·m_{j}: error 2^{:.1} vs σ 2^{:.1}", err.abs().log2(), sigma.log2());
         }
     }
+
+    // A polynomial GGSW of 8 same-sign values — 64, 72, …, 120 at `X^j`, like a hidden
+    // layer's relu activations — times uniformly random GLWEs. Its external product's
+    // rounding term meets `S·μ`, whose coefficients have mean `Σμ/2`: the variance is
+    // `formulas::external_product_poly`'s, ~4× what `‖μ‖²` alone gives. That part is one
+    // draw per product (the mask's rounding errors summed), so the variance is pooled
+    // over 48 GLWEs (the conversion, the expensive part, is shared).
+    let big = Lut { table: (0..CELLS as i64).map(|c| 8 * (c - 16)).collect(), ..lut.clone() };
+    let big_fmt = Format { range: (-128.0, 128.0), ..INT_FMT };
+    let cells: Vec<usize> = (24..32).collect();
+    let m: Vec<i64> = cells.iter().map(|&c| 8 * (c as i64 - 16)).collect();
+    let x = ck.encrypt_lwe_vec(KeyKind::Data, &cells.iter().map(|&c| phase_of_cell(c)).collect::<Vec<_>>(), &mut rng);
+    let (ggsws, _) = convert::table_to_ggsw(sk, &ckey, &big, &big_fmt, &x).expect("converts");
+    let mut poly = convert::zero_ggsw(p, cp);
+    for (j, g) in ggsws.iter().enumerate() {
+        convert::add_monomial_ggsw(&mut poly, g, j as i64);
+    }
+    let (mut sum_sq, mut count) = (0.0, 0.0);
+    for _ in 0..48 {
+        let w: Vec<u64> = (0..n).map(|_| r.int(i64::MIN / 2, i64::MAX / 2) as u64).collect();
+        let phase = ck.pbs_glwe_phase(&convert::external_product(p, &poly, &ck.encrypt_pbs_glwe(&w, &mut rng)));
+        // The negacyclic product w(X)·Σ_j m_j X^j.
+        let mut want = vec![0u64; n];
+        for (j, &mj) in m.iter().enumerate() {
+            for (i, &wi) in w.iter().enumerate() {
+                let t = wi.wrapping_mul(mj as u64);
+                let (pos, neg) = if i + j < n { (i + j, false) } else { (i + j - n, true) };
+                want[pos] = if neg { want[pos].wrapping_sub(t) } else { want[pos].wrapping_add(t) };
+            }
+        }
+        sum_sq += phase.iter().zip(&want).map(|(a, b)| signed(a.wrapping_sub(*b)).powi(2)).sum::<f64>();
+        count += n as f64;
+    }
+    let measured = sum_sq / count / 2f64.powi(128);
+    let rows = row * m.len() as f64;
+    let mu2: f64 = m.iter().map(|&v| (v * v) as f64).sum();
+    let sum2 = (m.iter().sum::<i64>() as f64).powi(2);
+    let predicted = formulas::external_product_poly(&np, np.convert, rows, mu2, sum2) + mu2 * np.glwe_var();
+    let norm_only = formulas::external_product_output(&np, np.convert, rows, mu2, np.glwe_var());
+    let ratio = measured / predicted;
+    eprintln!(
+        "8 same-sign values (‖μ‖² 2^{:.1}, (Σμ)² 2^{:.1}): measured σ 2^{:.2}, modelled 2^{:.2} \
+         (variance ratio {ratio:.2}; with ‖μ‖² alone 2^{:.2})",
+        mu2.log2(),
+        sum2.log2(),
+        formulas::log2_std_u64(measured, 64),
+        formulas::log2_std_u64(predicted, 64),
+        formulas::log2_std_u64(norm_only, 64)
+    );
+    assert!((0.6..=1.6).contains(&ratio), "measured/modelled variance {ratio}");
+    assert!(measured > 2.0 * norm_only, "the mean of S·μ counts: ‖μ‖² alone under-predicts");
 }

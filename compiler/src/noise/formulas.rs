@@ -75,6 +75,23 @@ pub fn external_product(p: &NoiseParams, d: Decomp, ggsw_var: f64, mu_norm2: f64
     key + rounding + fft_error(p, d)
 }
 
+/// [`external_product`] for a GGSW of a *polynomial* `μ` with `Σμ_j` = `mu_sum`
+/// (`mu_sum2 = mu_sum²`): the rounding error of the mask meets `S·μ`, whose
+/// coefficients have mean `Σμ/2` (the binary key is ½ on average) and variance
+/// `‖μ‖²/4`, so its part is `k·N·(‖μ‖²/4 + (Σμ)²/4)` times the rounding variance instead
+/// of `k·N/2·‖μ‖²` (equal for a scalar `μ`; up to `H/2` times larger for `H`
+/// same-sign values: a hidden layer's relu activations). The `(Σμ)²` part is one
+/// random draw per product shared, up to the negacyclic sign, by the low coefficients
+/// (a common shift of every logit of a product: invisible to a softmax); measured in
+/// `runtime/tests/tfhe_convert.rs`.
+pub fn external_product_poly(p: &NoiseParams, d: Decomp, ggsw_var: f64, mu_norm2: f64, mu_sum2: f64) -> f64 {
+    let (k, n) = (p.glwe_dim as f64, p.poly_size as f64);
+    let iq2 = inv_q2(p.modulus_log2);
+    let eps = rounding_scale(d) / 12.0;
+    let mask = k * n / 2.0 * (eps + iq2 / 24.0) * (0.5 * mu_norm2 + 0.5 * mu_sum2);
+    external_product(p, d, ggsw_var, 0.0) + mask + mu_norm2 * (eps - iq2 / 12.0)
+}
+
 /// Output variance of `GLWE(v_in) ⊡ GGSW(μ)` per coefficient.
 pub fn external_product_output(p: &NoiseParams, d: Decomp, ggsw_var: f64, mu_norm2: f64, v_in: f64) -> f64 {
     mu_norm2 * v_in + external_product(p, d, ggsw_var, mu_norm2)
