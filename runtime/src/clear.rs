@@ -340,9 +340,11 @@ impl<'p> Machine<'p> {
                     *o = dot(&p[r * t.cols..(r + 1) * t.cols], vi.iter().copied());
                 }
                 // One external product with the polynomial GGSW of `int(v)`.
-                let var = self.product_noise(v, &vi);
+                let [own, shared] = self.product_noise(v, &vi);
                 if let Some(n) = &mut self.noise {
-                    n.add(&mut res, var);
+                    n.add(&mut res, own);
+                    let common = n.sample(shared);
+                    res.iter_mut().for_each(|o| *o = o.wrapping_add(common));
                 }
                 self.regs[out.index()] = res;
             }
@@ -359,9 +361,11 @@ impl<'p> Machine<'p> {
                     }
                     *o = acc;
                 }
-                let var = self.product_noise(v, &vi);
+                let [own, shared] = self.product_noise(v, &vi);
                 if let Some(n) = &mut self.noise {
-                    n.add(&mut res, var);
+                    n.add(&mut res, own);
+                    let common = n.sample(shared);
+                    res.iter_mut().for_each(|o| *o = o.wrapping_add(common));
                 }
                 self.regs[out.index()] = res;
             }
@@ -412,7 +416,8 @@ impl<'p> Machine<'p> {
                 // Per element: `b_i` packed into a GLWE (its rounding and key noise, times
                 // `int(a_i)²`), then one external product with `GGSW(int(a_i))`.
                 let ai: Vec<i64> = self.regs[a.index()].iter().map(|&x| fa.int_value(x)).collect();
-                let vars: Vec<f64> = ai.iter().map(|&m| self.product_noise(a, &[m])).collect();
+                // One scalar GGSW per element: its shared part is its own.
+                let vars: Vec<f64> = ai.iter().map(|&m| self.product_noise(a, &[m]).iter().sum()).collect();
                 if let Some(n) = &mut self.noise {
                     let (round, key) = n.op.packing(1);
                     for (o, (&m, var)) in self.regs[out.index()].iter_mut().zip(ai.iter().zip(vars)) {
@@ -475,7 +480,7 @@ impl<'p> Machine<'p> {
                 let fmt = plan.regs[v.index()].fmt;
                 let vi: Vec<i64> = self.regs[v.index()].iter().map(|&x| fmt.int_value(x)).chain(one).collect();
                 let cols = plan.tensors[grad.index()].cols;
-                let var = self.product_noise(v, &vi);
+                let [var, shared] = self.product_noise(v, &vi);
                 let Some(n) = &mut self.noise else {
                     outer_acc(&mut self.tensors[grad.index()], cols, &self.regs[e.index()], &vi);
                     return;
@@ -489,9 +494,10 @@ impl<'p> Machine<'p> {
                 let g = &mut self.tensors[grad.index()];
                 outer_acc(g, cols, &ev, &vi);
                 let mu2: f64 = vi.iter().map(|&m| (m as f64) * (m as f64)).sum();
+                let common = n.sample(shared);
                 for row in g.chunks_mut(cols).take(ev.len()) {
                     for gj in row.iter_mut().take(vi.len()) {
-                        *gj = gj.wrapping_add(n.sample(key * mu2 + var));
+                        *gj = gj.wrapping_add(n.sample(key * mu2 + var)).wrapping_add(common);
                     }
                 }
             }
@@ -535,14 +541,17 @@ impl<'p> Machine<'p> {
 }
 
 impl Machine<'_> {
-    /// Own noise of one output coefficient of the product at `self.pc` whose integer
-    /// operand `v` reads `ints` (0 unless simulating): see `OpNoise::converted_product`.
-    fn product_noise(&self, v: RegId, ints: &[i64]) -> f64 {
-        let Some(n) = &self.noise else { return 0.0 };
-        let Some(prod) = self.plan.products.get(&self.pc) else { return 0.0 };
+    /// Noise of the product at `self.pc` whose integer operand `v` reads `ints` (0
+    /// unless simulating), as `[own, shared]`: each output coefficient's own variance,
+    /// and the variance of one draw shared by all of the product's outputs (see
+    /// `OpNoise::converted_product_split`).
+    fn product_noise(&self, v: RegId, ints: &[i64]) -> [f64; 2] {
+        let Some(n) = &self.noise else { return [0.0; 2] };
+        let Some(prod) = self.plan.products.get(&self.pc) else { return [0.0; 2] };
         let mu2: f64 = ints.iter().map(|&m| (m as f64) * (m as f64)).sum();
+        let sum2 = (ints.iter().sum::<i64>() as f64).powi(2);
         let bits = self.plan.regs[v.index()].fmt.bits();
-        n.op.converted_product(prod.strategy, ints.len(), bits, mu2)
+        n.op.converted_product_split(prod.strategy, ints.len(), bits, mu2, sum2)
     }
 }
 

@@ -43,9 +43,9 @@ pub struct LowerOptions {
     /// activation's integer then has the resolution of its table's cells (relu over
     /// `[-16, 16)` in 256 cells: 1/8, integers 0..64), where 8 only doubled every
     /// integer — and with it the rounding noise of a converted GGSW's external product
-    /// (`noise::formulas::external_product`, `‖μ‖²`). `simulate` on `mnist_vit_mlp`,
-    /// 10 noise seeds: 0.844 ± 0.008 at 7 against 0.825 ± 0.012 at 8 (6 loses resolution:
-    /// 0.831 ± 0.015).
+    /// (`noise::formulas::external_product_poly`, `‖μ‖²` and `(Σμ)²`). `simulate` on
+    /// `mnist_vit_mlp`, 10 noise seeds: 0.839 ± 0.010 at 7 against 0.834 ± 0.013 at 8
+    /// (h = 16), 0.832 ± 0.008 against 0.821 ± 0.010 (h = 8); 6 loses resolution.
     pub product_bits: u32,
     /// Assumed `|W|` bound for params without a declared `range`.
     pub weight_bound: f64,

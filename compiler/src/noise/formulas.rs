@@ -88,8 +88,17 @@ pub fn external_product_poly(p: &NoiseParams, d: Decomp, ggsw_var: f64, mu_norm2
     let (k, n) = (p.glwe_dim as f64, p.poly_size as f64);
     let iq2 = inv_q2(p.modulus_log2);
     let eps = rounding_scale(d) / 12.0;
-    let mask = k * n / 2.0 * (eps + iq2 / 24.0) * (0.5 * mu_norm2 + 0.5 * mu_sum2);
-    external_product(p, d, ggsw_var, 0.0) + mask + mu_norm2 * (eps - iq2 / 12.0)
+    let mask = k * n / 2.0 * (eps + iq2 / 24.0) * 0.5 * mu_norm2;
+    external_product(p, d, ggsw_var, 0.0) + mask + mu_norm2 * (eps - iq2 / 12.0) + external_product_mean(p, d, mu_sum2)
+}
+
+/// The `(Σμ)²` part of [`external_product_poly`]: `Σμ/2` (the mean of `S·μ`'s
+/// coefficients) times the sum of the mask's rounding errors, one draw per product,
+/// the same on every low output coefficient.
+pub fn external_product_mean(p: &NoiseParams, d: Decomp, mu_sum2: f64) -> f64 {
+    let (k, n) = (p.glwe_dim as f64, p.poly_size as f64);
+    let eps = rounding_scale(d) / 12.0;
+    k * n / 2.0 * (eps + inv_q2(p.modulus_log2) / 24.0) * 0.5 * mu_sum2
 }
 
 /// Output variance of `GLWE(v_in) ⊡ GGSW(μ)` per coefficient.

@@ -95,14 +95,35 @@ impl OpNoise {
     ///   `2^bit` (levelled), so the bits' key terms add (`‖bit‖² ≤ ½` each);
     /// * PBS products: a bootstrap's output per scalar product (two for the square trick).
     pub fn converted_product(&self, strategy: ProductStrategy, count: usize, bits: u32, mu_norm2: f64) -> f64 {
+        self.converted_product_split(strategy, count, bits, mu_norm2, mu_norm2).iter().sum()
+    }
+
+    /// [`Self::converted_product`] of a polynomial GGSW with `(Σμ)² = mu_sum2`, as
+    /// `[own, common]`: the noise of each output coefficient on its own, and the part
+    /// one draw of which is shared by all the product's outputs (the rounding errors
+    /// meeting the mean of `S·μ`: `formulas::external_product_mean`). For the table
+    /// conversion only; the others have no shared part.
+    pub fn converted_product_split(
+        &self,
+        strategy: ProductStrategy,
+        count: usize,
+        bits: u32,
+        mu_norm2: f64,
+        mu_sum2: f64,
+    ) -> [f64; 2] {
         let p = &self.params;
         let count = count.max(1) as f64;
         let row = f::converted_ggsw_row(p, p.convert_bsk, p.pks) * count;
         match strategy {
-            ProductStrategy::TableGgsw => f::external_product(p, p.convert, row, mu_norm2),
-            ProductStrategy::GgswConversion => f64::from(bits) * f::external_product(p, p.ggsw, row, 0.5 * count),
-            ProductStrategy::BivariateLut => count * self.pbs,
-            ProductStrategy::SquareTrick => 2.0 * count * self.pbs,
+            ProductStrategy::TableGgsw => [
+                f::external_product_poly(p, p.convert, row, mu_norm2, 0.0),
+                f::external_product_mean(p, p.convert, mu_sum2),
+            ],
+            ProductStrategy::GgswConversion => {
+                [f64::from(bits) * f::external_product(p, p.ggsw, row, 0.5 * count), 0.0]
+            }
+            ProductStrategy::BivariateLut => [count * self.pbs, 0.0],
+            ProductStrategy::SquareTrick => [2.0 * count * self.pbs, 0.0],
         }
     }
 
