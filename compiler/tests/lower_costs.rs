@@ -81,10 +81,15 @@ fn nesterov_rescales_per_step() {
     assert_eq!(c.pbs_per_sample, 5);
     let w = &p.tensors[0];
     // One bootstrap per bit for the bit's value and one for its weight μ·2^bit, the
-    // sign only weighted (`plan::rescale_pbs`): 2 × 20 + 1 for this format.
+    // sign only weighted (`plan::rescale_pbs`), over the state's bits: the weights'
+    // 20 but the 8 lowest (`LowerOptions::momentum_drop_bits`), 2 × 12 + 1.
     let (lsb, top) = w.fmt.bit_span();
-    let digits = u64::from(2 * (top - lsb) + 1);
-    assert_eq!(digits, 41);
+    assert_eq!(top - lsb, 20);
+    let m = p.tensors.iter().find(|t| t.name.ends_with(".momentum")).expect("the state");
+    let (mlsb, mtop) = m.fmt.bit_span();
+    assert_eq!((mlsb, mtop), (lsb + 8, top));
+    let digits = u64::from(2 * (mtop - mlsb) + 1);
+    assert_eq!(digits, 25);
     // One rescale by μ of every coefficient of the state (it holds μ·b, see `emit`).
     assert_eq!(c.step_pbs, digits * (5 * 65) as u64);
     assert_eq!(c.pbs_per_step, 8 * 5 + c.step_pbs);

@@ -288,14 +288,20 @@ pub fn emit(
                 // in weight units) instead of b: b' = m + g, m' = μ b', W -= g + m'. The
                 // same optimizer with one multi-digit rescale of the state per step
                 // instead of two (μ·b and μ·b'): half the bootstraps of the update.
+                // The state is a decaying sum of a few steps' updates: it does not need the
+                // weights' long-accumulation resolution, and every bit it keeps costs two
+                // bootstraps per coefficient per step (`LowerOptions::momentum_drop_bits`).
                 let base = tensors[p.index()].clone();
                 let (lsb, top) = base.fmt.bit_span();
+                let lsb = (lsb + opts.momentum_drop_bits).min(top - 1);
+                let fmt = Format { lsb: lsb as i32, ..base.fmt };
                 let digits = rescale_pbs(lsb, top, mu);
                 let s = TensorId(tensors.len() as u32);
                 tensors.push(PlanTensor {
                     name: format!("{}.momentum", base.name),
                     role: TensorRole::State(p),
                     parts: vec![],
+                    fmt,
                     ..base
                 });
                 step.extend([
