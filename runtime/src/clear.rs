@@ -340,12 +340,7 @@ impl<'p> Machine<'p> {
                     *o = dot(&p[r * t.cols..(r + 1) * t.cols], vi.iter().copied());
                 }
                 // One external product with the polynomial GGSW of `int(v)`.
-                let [own, shared] = self.product_noise(v, &vi);
-                if let Some(n) = &mut self.noise {
-                    n.add(&mut res, own);
-                    let common = n.sample(shared);
-                    res.iter_mut().for_each(|o| *o = o.wrapping_add(common));
-                }
+                self.add_product_noise(v, &vi, &mut res);
                 self.regs[out.index()] = res;
             }
             Inst::MatVecT { tensor, v, out } => {
@@ -361,12 +356,7 @@ impl<'p> Machine<'p> {
                     }
                     *o = acc;
                 }
-                let [own, shared] = self.product_noise(v, &vi);
-                if let Some(n) = &mut self.noise {
-                    n.add(&mut res, own);
-                    let common = n.sample(shared);
-                    res.iter_mut().for_each(|o| *o = o.wrapping_add(common));
-                }
+                self.add_product_noise(v, &vi, &mut res);
                 self.regs[out.index()] = res;
             }
             Inst::Lut { lut, input, out } => {
@@ -552,6 +542,17 @@ impl Machine<'_> {
         let sum2 = (ints.iter().sum::<i64>() as f64).powi(2);
         let bits = self.plan.regs[v.index()].fmt.bits();
         n.op.converted_product_split(prod.strategy, ints.len(), bits, mu2, sum2)
+    }
+
+    /// The noise of a product (see [`Self::product_noise`]) on its outputs `res`: each
+    /// its own draw, plus one draw shared by all.
+    fn add_product_noise(&mut self, v: RegId, ints: &[i64], res: &mut [u64]) {
+        let [own, shared] = self.product_noise(v, ints);
+        if let Some(n) = &mut self.noise {
+            n.add(res, own);
+            let common = n.sample(shared);
+            res.iter_mut().for_each(|o| *o = o.wrapping_add(common));
+        }
     }
 }
 

@@ -12,7 +12,6 @@ use crate::error::CliError;
 use blindtuner_compiler::noise::choose_key;
 use blindtuner_compiler::plan::Plan;
 pub use blindtuner_compiler::report::human_bytes;
-use blindtuner_runtime::tfhe::convert::ConvertParams;
 use blindtuner_runtime::tfhe::files::{self, FileKind};
 use blindtuner_runtime::tfhe::{keygen, BskChoice, ClientKey, CryptoRng, ParamSet};
 use std::path::{Path, PathBuf};
@@ -100,8 +99,7 @@ pub fn run(args: &KeygenArgs) -> Result<(), CliError> {
     let (ck, sk) = keygen(&params, &mut rng);
     // Products of two server values convert one operand to GGSW on the server, with
     // keys of their own (too large to ship with every plan's server keys).
-    let converts = plan.as_ref().is_some_and(|p| !p.products.is_empty());
-    let convert = converts.then(|| ck.convert_key(ConvertParams::of(&params), &mut rng));
+    let convert = plan.as_ref().and_then(|p| ck.convert_key_for(p, &mut rng));
     let secs = start.elapsed().as_secs_f64();
     // Server keys first: if writing them fails, no client key is left behind that would
     // block a retry.

@@ -11,7 +11,6 @@ use blindtuner_compiler::plan::Plan;
 use blindtuner_compiler::spec::LossKind;
 use blindtuner_runtime::clear::{decode_weights, quantize, Counters, QSample};
 use blindtuner_runtime::data::Dataset;
-use blindtuner_runtime::tfhe::convert::ConvertParams;
 use blindtuner_runtime::tfhe::files::{self, PlanHash};
 use blindtuner_runtime::tfhe::{bench, keygen, CryptoRng, EncDataset, ParamSet, PlanInfo};
 use blindtuner_runtime::train::{accuracy, train, TrainOptions, TrainReport};
@@ -60,8 +59,7 @@ pub fn run(r: &RunTfhe<'_>) -> Result<TrainReport, CliError> {
     let t = Instant::now();
     let (ck, sk) = keygen(&params, &mut CryptoRng::from_os());
     // Products of two server values convert one operand to GGSW on the server.
-    let convert =
-        (!plan.products.is_empty()).then(|| ck.convert_key(ConvertParams::of(&params), &mut CryptoRng::from_os()));
+    let convert = ck.convert_key_for(plan, &mut CryptoRng::from_os());
     let keygen_seconds = t.elapsed().as_secs_f64();
 
     // Client: quantize and encrypt the training split.

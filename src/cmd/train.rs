@@ -13,7 +13,7 @@ use blindtuner_compiler::noise::choose_key;
 use blindtuner_compiler::plan::Plan;
 use blindtuner_runtime::clear::init_tensors;
 use blindtuner_runtime::order::steps_per_epoch;
-use blindtuner_runtime::tfhe::convert::ConvertKey;
+use blindtuner_runtime::tfhe::convert::{self, ConvertKey};
 use blindtuner_runtime::tfhe::driver::{self, DriverConfig, TrainOutcome, TrainState};
 use blindtuner_runtime::tfhe::files::{self, PlanHash};
 use blindtuner_runtime::tfhe::{bench, EncDataset, ParamSet, ServerKeys};
@@ -56,7 +56,7 @@ pub fn run(args: &TrainArgs) -> Result<(), CliError> {
 /// The conversion keys a plan with products of two server values needs: `--convert-key`,
 /// else `convert.keys` beside the server keys. Plans without such products load none.
 fn load_convert_key(plan: &Plan, args: &TrainArgs, keys: &ServerKeys) -> Result<Option<ConvertKey>, CliError> {
-    if plan.products.is_empty() {
+    if !convert::needed_by(plan) {
         return Ok(None);
     }
     let path = match &args.convert_key {

@@ -69,10 +69,17 @@ pub fn external_product(p: &NoiseParams, d: Decomp, ggsw_var: f64, mu_norm2: f64
     let (k, n) = (p.glwe_dim as f64, p.poly_size as f64);
     let l = f64::from(d.levels);
     let key = l * n * (k + 1.0) * ggsw_var * digit_variance(d);
+    let (mask, body) = rounding_terms(p, d);
+    key + mu_norm2 * (mask + body) + fft_error(p, d)
+}
+
+/// The rounding term's two factors per unit of `‖μ‖²`: the mask's rounding error times
+/// the binary key (`k·N/2` products) and the body's.
+fn rounding_terms(p: &NoiseParams, d: Decomp) -> (f64, f64) {
+    let (k, n) = (p.glwe_dim as f64, p.poly_size as f64);
     let iq2 = inv_q2(p.modulus_log2);
     let eps = rounding_scale(d) / 12.0;
-    let rounding = mu_norm2 * (k * n / 2.0 * (eps + iq2 / 24.0) + eps - iq2 / 12.0);
-    key + rounding + fft_error(p, d)
+    (k * n / 2.0 * (eps + iq2 / 24.0), eps - iq2 / 12.0)
 }
 
 /// [`external_product`] for a GGSW of a *polynomial* `μ` with `Σμ_j` = `mu_sum`
@@ -85,20 +92,15 @@ pub fn external_product(p: &NoiseParams, d: Decomp, ggsw_var: f64, mu_norm2: f64
 /// (a common shift of every logit of a product: invisible to a softmax); measured in
 /// `runtime/tests/tfhe_convert.rs`.
 pub fn external_product_poly(p: &NoiseParams, d: Decomp, ggsw_var: f64, mu_norm2: f64, mu_sum2: f64) -> f64 {
-    let (k, n) = (p.glwe_dim as f64, p.poly_size as f64);
-    let iq2 = inv_q2(p.modulus_log2);
-    let eps = rounding_scale(d) / 12.0;
-    let mask = k * n / 2.0 * (eps + iq2 / 24.0) * 0.5 * mu_norm2;
-    external_product(p, d, ggsw_var, 0.0) + mask + mu_norm2 * (eps - iq2 / 12.0) + external_product_mean(p, d, mu_sum2)
+    let (mask, body) = rounding_terms(p, d);
+    external_product(p, d, ggsw_var, 0.0) + mu_norm2 * (0.5 * mask + body) + external_product_mean(p, d, mu_sum2)
 }
 
 /// The `(Σμ)²` part of [`external_product_poly`]: `Σμ/2` (the mean of `S·μ`'s
 /// coefficients) times the sum of the mask's rounding errors, one draw per product,
 /// the same on every low output coefficient.
 pub fn external_product_mean(p: &NoiseParams, d: Decomp, mu_sum2: f64) -> f64 {
-    let (k, n) = (p.glwe_dim as f64, p.poly_size as f64);
-    let eps = rounding_scale(d) / 12.0;
-    k * n / 2.0 * (eps + inv_q2(p.modulus_log2) / 24.0) * 0.5 * mu_sum2
+    0.5 * mu_sum2 * rounding_terms(p, d).0
 }
 
 /// Output variance of `GLWE(v_in) ⊡ GGSW(μ)` per coefficient.

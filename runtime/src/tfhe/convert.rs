@@ -92,7 +92,19 @@ impl std::fmt::Debug for ConvertKey {
     }
 }
 
+/// Whether `plan` needs the conversion keys: it multiplies two server values (its
+/// products are lowered by conversions to GGSW).
+pub fn needed_by(plan: &blindtuner_compiler::plan::Plan) -> bool {
+    !plan.products.is_empty()
+}
+
 impl ClientKey {
+    /// The conversion keys `plan` needs ([`needed_by`]), at this parameter set's
+    /// decompositions; `None` for a plan without products of two server values.
+    pub fn convert_key_for(&self, plan: &blindtuner_compiler::plan::Plan, rng: &mut CryptoRng) -> Option<ConvertKey> {
+        needed_by(plan).then(|| self.convert_key(ConvertParams::of(&self.params), rng))
+    }
+
     /// Derive the conversion keys: a bootstrap key at `cp.bsk` (344 MiB at 8x6) and the
     /// packing keys (`(k+1)·(k·N+1)·levels` GLWEs: 512 MiB at 9x4).
     pub fn convert_key(&self, cp: ConvertParams, rng: &mut CryptoRng) -> ConvertKey {

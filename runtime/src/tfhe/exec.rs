@@ -75,7 +75,7 @@ impl<'a> Server<'a> {
         convert: Option<&'a ConvertKey>,
     ) -> Result<Server<'a>, TfheError> {
         let p = keys.params();
-        if !plan.products.is_empty() && convert.is_none() {
+        if convert::needed_by(plan) && convert.is_none() {
             return Err(TfheError::Unsupported {
                 what: "products of two server values".into(),
                 why: "the server needs the conversion keys (`ClientKey::convert_key`)".into(),
@@ -298,13 +298,7 @@ impl<'a> Server<'a> {
                     let rows = self.plan.tensors[tensor.index()].rows;
                     let g = self.product_ggsw(v, &regs, &mut converted, None, |r| -r)?;
                     let acc = self.ggsw_times(&g, &poly_tensor(model, tensor)?[0], &mut scratch);
-                    let cts = (0..self.plan.regs[out.index()].len)
-                        .map(|j| {
-                            let mut l = LweCiphertext::new(0u64, p.big_lwe_dim().to_lwe_size(), p.modulus);
-                            extract_lwe_sample_from_glwe_ciphertext(&acc, &mut l, MonomialDegree(rows * j));
-                            l
-                        })
-                        .collect();
+                    let cts = ops::extract_at(p, &acc, (0..self.plan.regs[out.index()].len).map(|j| rows * j));
                     Some((out, LweVec { key: KeyKind::Pbs, cts }.into()))
                 }
                 Inst::OuterAcc { grad, e, v, one } => {

@@ -42,7 +42,12 @@ pub(crate) fn external_product_add(
 
 /// LWEs of coefficients `0..count` of `glwe`.
 pub(crate) fn extract(p: &ParamSet, glwe: &Glwe, count: usize) -> Vec<Lwe> {
-    (0..count)
+    extract_at(p, glwe, 0..count)
+}
+
+/// LWEs of the coefficients `degrees` of `glwe`, in that order.
+pub(crate) fn extract_at(p: &ParamSet, glwe: &Glwe, degrees: impl Iterator<Item = usize>) -> Vec<Lwe> {
+    degrees
         .map(|c| {
             let mut l = LweCiphertext::new(0u64, p.big_lwe_dim().to_lwe_size(), p.modulus);
             extract_lwe_sample_from_glwe_ciphertext(glwe, &mut l, MonomialDegree(c));
