@@ -128,7 +128,9 @@ pub struct TrainArgs {
     /// Where to write the trained encrypted model.
     #[arg(long)]
     pub out: PathBuf,
-    /// Override the plan's epoch count.
+    /// Override the plan's epoch count. With --resume: change the length of the
+    /// interrupted run (end it after an epoch it has not finished, or extend it), when its
+    /// learning-rate schedule and tail average allow.
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Continue from the checkpoint next to `--out` after an interruption.

@@ -90,9 +90,13 @@ fn fixture() -> &'static Fixture {
 }
 
 fn fresh(f: &Fixture) -> TrainState {
-    let init = clear::init_tensors(&f.plan);
-    let model = driver::trivial_model(&f.plan, f.sk.params(), &init).expect("trivial model");
-    TrainState::fresh(model, f.plan.train.epochs, f.enc.samples.len())
+    fresh_for(f, &f.plan, f.plan.train.epochs)
+}
+
+fn fresh_for(f: &Fixture, plan: &Plan, epochs: usize) -> TrainState {
+    let init = clear::init_tensors(plan);
+    let model = driver::trivial_model(plan, f.sk.params(), &init).expect("trivial model");
+    TrainState::fresh(model, epochs, f.enc.samples.len())
 }
 
 fn model_bytes(s: &TrainState) -> Vec<u8> {
@@ -166,6 +170,49 @@ fn killed_and_resumed_runs_are_bit_identical() {
         assert!(matches!(err.kind, FileErrorKind::PlanMismatch { .. }), "{err}");
         let _ = std::fs::remove_file(&path);
     }
+}
+
+#[test]
+fn a_resumed_run_changes_its_length_when_its_average_allows() {
+    let f = fixture();
+    let cfg = DriverConfig { checkpoint: None, checkpoint_every: Duration::from_secs(3600) };
+    let run = |plan: &Plan, state: TrainState, stop_after: u64| {
+        let mut kill = KillAfter { stop_after, seen: Vec::new() };
+        driver::train(plan, &f.sk, &f.enc, state, &cfg, &mut kill).expect("trains").state
+    };
+
+    // The spec averages its last epoch: a run of 2 averages epoch 2, a run of 1 would
+    // have averaged the epoch a run killed in epoch 1 has trained without averaging.
+    let mut killed = fresh(f);
+    (killed.epoch, killed.step) = (0, 2);
+    let err = killed.set_epochs(&f.plan, 1).expect_err("the average would start in a trained epoch");
+    assert!(err.to_string().contains("average = 1"), "{err}");
+    assert_eq!(killed.epochs, 2, "a refused change leaves the run as it was");
+    assert!(killed.set_epochs(&f.plan, 0).is_err(), "no run of 0 epochs");
+    (killed.epoch, killed.step) = (1, 1);
+    let err = killed.set_epochs(&f.plan, 1).expect_err("epoch 2 has trained steps");
+    assert!(err.to_string().contains("cannot end after epoch 1"), "{err}");
+
+    // Without the average, the steps trained so far are the first steps of a run of any
+    // length: shortened in the middle of epoch 1, the run ends bit-identical to a run
+    // of 1 epoch; lengthened again, to an uninterrupted run of 2.
+    let mut plan = f.plan.clone();
+    plan.train.average = 0;
+    let mut state = run(&plan, fresh_for(f, &plan, 2), 2);
+    assert_eq!((state.epoch, state.step), (0, 2));
+    state.set_epochs(&plan, 1).expect("shortens");
+    let short = run(&plan, state, u64::MAX);
+    let one = run(&plan, fresh_for(f, &plan, 1), u64::MAX);
+    assert!(short.is_complete() && short.steps_done == 3);
+    assert!(model_bytes(&short) == model_bytes(&one), "shortened run differs from a 1-epoch run");
+    assert_eq!(short.pbs, one.pbs);
+
+    let mut state = short;
+    state.set_epochs(&plan, 2).expect("lengthens");
+    let long = run(&plan, state, u64::MAX);
+    let two = run(&plan, fresh_for(f, &plan, 2), u64::MAX);
+    assert_eq!(long.steps_done, 6);
+    assert!(model_bytes(&long) == model_bytes(&two), "lengthened run differs from a 2-epoch run");
 }
 
 #[test]

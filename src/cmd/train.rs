@@ -132,14 +132,13 @@ pub fn serve(job: &Job<'_>) -> Result<TrainOutcome, CliError> {
                 ckpt.display()
             )));
         }
-        let state = driver::load_checkpoint(&ckpt, keys, hash)?;
-        if job.epochs.is_some_and(|e| e != state.epochs) {
-            return Err(CliError::user(format!(
-                "`{}` is a run of {} epochs: resume it without --epochs or with --epochs {}",
-                ckpt.display(),
-                state.epochs,
-                state.epochs
-            )));
+        let mut state = driver::load_checkpoint(&ckpt, keys, hash)?;
+        if let Some(e) = job.epochs.filter(|&e| e != state.epochs) {
+            let was = state.epochs;
+            state.set_epochs(plan, e).map_err(|err| {
+                CliError::user(format!("--epochs {e}: `{}` is a run of {was} epochs: {err}", ckpt.display()))
+            })?;
+            eprintln!("resuming a run of {was} epochs as a run of {e}");
         }
         state
     } else {

@@ -38,7 +38,7 @@ pub struct TrainState {
     pub steps_done: u64,
     /// Bootstraps run since the start of training (all invocations).
     pub pbs: u64,
-    /// Epoch count of the run (a resume must not change it).
+    /// Epoch count of the run (a resume changes it only through [`TrainState::set_epochs`]).
     pub epochs: usize,
     /// Dataset size the order was computed for (a resume must see the same dataset).
     pub samples: usize,
@@ -53,6 +53,41 @@ impl TrainState {
 
     pub fn is_complete(&self) -> bool {
         self.epoch >= self.epochs
+    }
+
+    /// Make this (resumed) run one of `epochs` epochs: shorter, to stop after an epoch
+    /// it has not finished yet, or longer. The sample order, the learning rate and the
+    /// label terms depend on the epoch index only, so the steps already trained are the
+    /// first steps of a run of any length: except under a tail average (`average = N`
+    /// averages the last N epochs), whose sums must have started at the same epoch.
+    /// An extension past the plan's learning-rate schedule is refused when the run
+    /// starts ([`train`] checks the state against the plan).
+    pub fn set_epochs(&mut self, plan: &Plan, epochs: usize) -> Result<(), DriverError> {
+        if epochs == 0 {
+            return Err(DriverError::Invalid("a run has at least one epoch".into()));
+        }
+        // Epochs with at least one trained step.
+        let touched = self.epoch + usize::from(self.step > 0);
+        if epochs < touched {
+            return Err(DriverError::Invalid(format!(
+                "the run has already trained steps of epoch {touched}: it cannot end after epoch {epochs}"
+            )));
+        }
+        // First trained epoch that entered the average (`touched`: none yet).
+        let averaged_from = |n: usize| plan.train.average_from(n).map_or(touched, |a| a.min(touched));
+        if averaged_from(self.epochs) != averaged_from(epochs) {
+            // Epoch numbers from 1 for the user.
+            let from = |n: usize| plan.train.average_from(n).unwrap_or(n) + 1;
+            return Err(DriverError::Invalid(format!(
+                "`average = {}` averages the last epochs: this run averages from epoch {}, a run of {epochs} \
+                 from epoch {}, and it has trained epoch {touched} already (start over to change its length)",
+                plan.train.average,
+                from(self.epochs),
+                from(epochs),
+            )));
+        }
+        self.epochs = epochs;
+        Ok(())
     }
 }
 
