@@ -585,6 +585,10 @@ fn emit_loss(em: &mut Emitter, net: &Net, u: RegId, bound: f64, k: usize, span: 
     // The sigmoid head's T = u/2 is odd: the full torus, like its error table.
     let h_lut = table("loss h", format!("({hf})·2^{LOSS_FRAC}"), &h, false);
     let t_lut = table("loss T", format!("({tf})·2^{LOSS_FRAC}"), &t, !softmax);
+    // The true class's input reads the negacyclic half (its label term): the point, not
+    // a wrap. `loss h` reads the same `u` unfolded, so its range counters speak for both.
+    let whole = (2.0 * t_lut.window.0, 2.0 * t_lut.window.1);
+    let t_lut = Lut { window: whole, assumed: whole, ..t_lut };
     let hv = em.apply(h_lut, u, lf, span);
     let sign = em.reg("label sign", k, uf, span);
     em.sample.push(Inst::LabelTerm { label: net.label, on: 1u64 << 63, off: 0, out: sign, lr_scaled: false });
