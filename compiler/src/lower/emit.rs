@@ -7,7 +7,7 @@
 //! accumulated gradients (already in weight units), then zero the accumulators.
 
 use super::formats::{Formats, LayerFmt};
-use super::lut::{cell_for_budget, full_torus, half_torus, TableFn, HORIZON_PBS};
+use super::lut::{cell_for_budget, folded, full_torus, half_torus, TableFn, HORIZON_PBS};
 use super::ranges::Ranges;
 use super::select::{unsupported, LayerInput, Net};
 use super::LowerOptions;
@@ -114,8 +114,7 @@ fn relu_mask(
     // Behind a closed gate the input reads the negacyclic half: the point, not a wrap
     // (the same table under its own name, so the clear backend's range counters stay
     // meaningful for the ungated read).
-    let whole = (2.0 * half.window.0, 2.0 * half.window.1);
-    let gated = Lut { name: "half, gated".into(), window: whole, assumed: whole, ..half.clone() };
+    let gated = folded(Lut { name: "half, gated".into(), ..half.clone() });
     let h_fmt = Format { range: (e_fmt.range.0 / 2.0, e_fmt.range.1 / 2.0), ..e_fmt };
     let signed = em.apply(gated, u, h_fmt, span);
     let plain = em.apply(half, dh, h_fmt, span);
@@ -587,8 +586,7 @@ fn emit_loss(em: &mut Emitter, net: &Net, u: RegId, bound: f64, k: usize, span: 
     let t_lut = table("loss T", format!("({tf})·2^{LOSS_FRAC}"), &t, !softmax);
     // The true class's input reads the negacyclic half (its label term): the point, not
     // a wrap. `loss h` reads the same `u` unfolded, so its range counters speak for both.
-    let whole = (2.0 * t_lut.window.0, 2.0 * t_lut.window.1);
-    let t_lut = Lut { window: whole, assumed: whole, ..t_lut };
+    let t_lut = folded(t_lut);
     let hv = em.apply(h_lut, u, lf, span);
     let sign = em.reg("label sign", k, uf, span);
     em.sample.push(Inst::LabelTerm { label: net.label, on: 1u64 << 63, off: 0, out: sign, lr_scaled: false });

@@ -61,6 +61,15 @@ pub fn full_torus(t: &TableFn<'_>, resolution: f64, n: usize) -> Lut {
     }
 }
 
+/// `l` for an input that reads the negacyclic half on purpose (a gate or a label term
+/// adds half the torus to it): no phase is a wrap, so the window and the assumed range
+/// are the whole torus, `[−2H, 2H)` in real units, and the clear backend's range
+/// counters see nothing here (they count on a table reading the unfolded input).
+pub fn folded(l: Lut) -> Lut {
+    let w = ((63 - l.in_fmt.scale) as f64).exp2();
+    Lut { window: (-w, w), assumed: (-w, w), ..l }
+}
+
 /// Any function: window of half the torus centred on the assumed range (cell-aligned).
 pub fn half_torus(t: &TableFn<'_>, resolution: f64, n: usize) -> Lut {
     let width = ((63 - t.in_fmt.scale) as f64).exp2();
