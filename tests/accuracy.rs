@@ -253,16 +253,24 @@ fn mlp_head_follows_its_float_twin() {
     let runs: Vec<(f64, f64)> = (0..9).map(|s| at(s, 10)).collect();
     let (acc, twin) = runs[0];
     assert!(acc >= twin - 0.01, "10 epochs: clear {acc:.4} more than 1 point below its float twin {twin:.4}");
-    // After one epoch the fixed-point run is behind (0.644 vs 0.668): the error
-    // back-propagated into the hidden layer is read by 32-cell tables over ±4 (the
-    // default `backprop_bound`), cells of 0.25, and the small gradients of the
-    // first steps round to zero. Rounding the float twin's `W2ᵀe` to 0.25 reproduces
-    // it (0.640 vs 0.683 over 9 seeds); over 10 epochs the run catches up.
-    let (acc, twin) = at(0, 1);
-    assert!(acc >= twin - 0.03, "1 epoch: clear {acc:.4} more than 3 points below its float twin {twin:.4}");
-    // Over seeds 0–8 the 10-epoch gap is 1.2 points on average (seed 0 is a good one).
-    let mean = |f: fn(&(f64, f64)) -> f64| runs.iter().map(f).sum::<f64>() / runs.len() as f64;
-    let (acc, twin) = (mean(|r| r.0), mean(|r| r.1));
+    let mean = |runs: &[(f64, f64)]| {
+        let n = runs.len() as f64;
+        (runs.iter().map(|r| r.0).sum::<f64>() / n, runs.iter().map(|r| r.1).sum::<f64>() / n)
+    };
+    // Over seeds 0–8: 0.809 vs 0.817. Before the relu mask's stochastic rounding it
+    // was 0.805: the error back-propagated into the hidden layer is read by 32-cell
+    // tables over ±4 (the default `backprop_bound`), cells of 0.25, and nearest
+    // rounding dropped the small gradients of the first steps.
+    let (acc, twin) = mean(&runs);
     eprintln!("h = 8, 10 epochs, mean of seeds 0–8: clear {acc:.4}, float twin {twin:.4}");
-    assert!(acc >= twin - 0.02, "mean over seeds: clear {acc:.4} more than 2 points below its float twin {twin:.4}");
+    assert!(
+        acc >= twin - 0.01,
+        "10 epochs, seeds 0–8: clear {acc:.4} more than 1 point below its float twin {twin:.4}"
+    );
+    // After one epoch that rounding mattered most: 0.653 vs 0.683 with nearest
+    // rounding, 0.672 with the dither (seed by seed ±3 points either way).
+    let runs: Vec<(f64, f64)> = (0..9).map(|s| at(s, 1)).collect();
+    let (acc, twin) = mean(&runs);
+    eprintln!("h = 8, 1 epoch, mean of seeds 0–8: clear {acc:.4}, float twin {twin:.4}");
+    assert!(acc >= twin - 0.02, "1 epoch, seeds 0–8: clear {acc:.4} more than 2 points below its float twin {twin:.4}");
 }

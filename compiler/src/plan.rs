@@ -366,6 +366,17 @@ pub enum Inst {
         c: u64,
         out: RegId,
     },
+    /// Add a public pseudo-random offset per element, uniform in `[−width/2, width/2)`
+    /// ([`dither`] of the run's seed, the step, the sample's position in its batch, this
+    /// instruction and the element): stochastic rounding of the table reads that follow,
+    /// whose cells are `width` wide. Nearest-cell rounding drops every change smaller
+    /// than half a cell; with the offset, a read is right on average. Levelled and
+    /// public (a plaintext added to the body), so it costs no bootstrap and no noise.
+    Dither {
+        a: RegId,
+        width: u64,
+        out: RegId,
+    },
     /// Multiply by an integer constant (levelled).
     MulInt {
         a: RegId,
@@ -430,6 +441,7 @@ impl Inst {
             | Inst::Add { out, .. }
             | Inst::Sub { out, .. }
             | Inst::AddConst { out, .. }
+            | Inst::Dither { out, .. }
             | Inst::MulInt { out, .. }
             | Inst::Mul { out, .. }
             | Inst::LabelTerm { out, .. }
@@ -448,7 +460,11 @@ impl Inst {
             Inst::MatVec { v, .. } | Inst::MatVecT { v, .. } => vec![v],
             Inst::Lut { input, .. } => vec![input],
             Inst::Add { a, b, .. } | Inst::Sub { a, b, .. } | Inst::Mul { a, b, .. } => vec![a, b],
-            Inst::AddConst { a, .. } | Inst::MulInt { a, .. } | Inst::Elem { a, .. } | Inst::Bcast { a, .. } => vec![a],
+            Inst::AddConst { a, .. }
+            | Inst::Dither { a, .. }
+            | Inst::MulInt { a, .. }
+            | Inst::Elem { a, .. }
+            | Inst::Bcast { a, .. } => vec![a],
             Inst::DataOuterAcc { e, .. } => vec![e],
             Inst::OuterAcc { e, v, .. } => vec![e, v],
         }
@@ -740,4 +756,38 @@ pub struct Assumption {
     pub range: (f64, f64),
     pub reason: String,
     pub span: Span,
+}
+
+/// Where a [`Inst::Dither`] offset is drawn: the run's seed, the steps done before the
+/// sample's batch, the sample's position in the batch and the instruction's index in
+/// `Plan::sample`. Both backends derive the same offsets from it, so a clear run
+/// predicts an encrypted one and resuming a run repeats nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DitherAt {
+    pub seed: u64,
+    pub step: u64,
+    pub pos: u64,
+    pub inst: u64,
+}
+
+/// The offset of element `elem`, uniform in `[−width/2, width/2)` (a torus value).
+pub fn dither(at: DitherAt, elem: usize, width: u64) -> u64 {
+    if width == 0 {
+        return 0;
+    }
+    // SplitMix64's finaliser over a running mix of the coordinates: offsets of
+    // neighbouring samples, steps and elements are independent for every use here.
+    let mix = |mut z: u64| {
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let golden = 0x9e37_79b9_7f4a_7c15u64;
+    let mut h = mix(at.seed ^ 0x6469_7468_6572); // "dither"
+    for v in [at.step, at.pos, at.inst, elem as u64] {
+        h = mix(h.wrapping_add(golden).wrapping_add(v));
+    }
+    // Multiply-shift: uniform on [0, width) without modulo bias worth naming.
+    let u = ((h as u128 * width as u128) >> 64) as u64;
+    u.wrapping_sub(width / 2)
 }

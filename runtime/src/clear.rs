@@ -10,7 +10,7 @@
 use crate::rng::SplitMix;
 use crate::simulate::{poly_norms, Injector};
 use blindtuner_compiler::plan::torus_shift;
-use blindtuner_compiler::plan::{rescale_bits, Inst, Layout, Plan, RegId, StepInst, TensorRole};
+use blindtuner_compiler::plan::{dither, rescale_bits, DitherAt, Inst, Layout, Plan, RegId, StepInst, TensorRole};
 use blindtuner_compiler::spec::Init;
 use std::collections::BTreeMap;
 
@@ -174,6 +174,9 @@ pub struct Machine<'p> {
     pub noise: Option<Injector>,
     /// Steps run (the refresh schedule counts them over the whole run).
     pub steps_done: u64,
+    /// Samples run since the last step: the position in its batch of the next one
+    /// (with `steps_done`, where its `Inst::Dither` offsets are drawn).
+    batch_pos: u64,
     /// Keys each register is a sum over on the encrypted backend (noise of its bootstrap
     /// input: one keyswitch per key).
     key_parts: Vec<u32>,
@@ -199,6 +202,7 @@ impl<'p> Machine<'p> {
             pc: 0,
             noise: None,
             steps_done: 0,
+            batch_pos: 0,
             key_parts: blindtuner_compiler::noise::sim::key_parts(plan),
         }
     }
@@ -248,6 +252,7 @@ impl<'p> Machine<'p> {
             self.pc = pc;
             self.exec(inst, s);
         }
+        self.batch_pos += 1;
     }
 
     /// The loss program (`Plan::loss`) after [`Machine::run_sample`] of the same sample:
@@ -282,12 +287,20 @@ impl<'p> Machine<'p> {
         loss
     }
 
+    /// The next samples are those of the batch after `steps_done` steps (a machine that
+    /// replays samples without running the step program: `lockstep`'s synced one).
+    pub fn begin_step(&mut self, steps_done: u64) {
+        self.steps_done = steps_done;
+        self.batch_pos = 0;
+    }
+
     /// The per-step program (after every sample of the batch has accumulated).
     pub fn run_step(&mut self) {
         for inst in &self.plan.step {
             self.exec_step(inst);
         }
         self.steps_done += 1;
+        self.batch_pos = 0;
         let (plan, done) = (self.plan, self.steps_done);
         for r in plan.train.refresh.iter().filter(|r| r.due(done)) {
             self.rescale(r.tensor.index(), r.tensor.index(), (r.lsb, r.top), 1.0);
@@ -417,6 +430,17 @@ impl<'p> Machine<'p> {
                 }
             }
             Inst::AddConst { a, c, out } => self.map(a, out, |x| x.wrapping_add(c)),
+            Inst::Dither { a, width, out } => {
+                // Inside `run_sample`, the sample is the `batch_pos`-th of its batch.
+                let at = DitherAt {
+                    seed: plan.train.seed,
+                    step: self.steps_done,
+                    pos: self.batch_pos,
+                    inst: self.pc as u64,
+                };
+                let res = self.regs[a.index()].iter().enumerate().map(|(i, &x)| x.wrapping_add(dither(at, i, width)));
+                self.regs[out.index()] = res.collect();
+            }
             Inst::MulInt { a, c, out } => self.map(a, out, |x| x.wrapping_mul(c as u64)),
             Inst::LabelTerm { label, on, off, out, lr_scaled } => {
                 let y = s.labels[self.label_pos[&label.0]];

@@ -8,7 +8,7 @@ mod tfhe_common;
 
 use blindtuner_compiler::lower::cost::costs;
 use blindtuner_compiler::pipeline;
-use blindtuner_compiler::plan::{Plan, ProductStrategy};
+use blindtuner_compiler::plan::{Inst, Plan, ProductStrategy};
 use blindtuner_runtime::clear::{self, Counters, Machine};
 use blindtuner_runtime::order;
 use blindtuner_runtime::tfhe::convert::{ConvertKey, ConvertParams};
@@ -120,6 +120,54 @@ fn an_mlp_trains_encrypted_with_the_reported_bootstraps_whatever_d() {
         counts.push(pbs);
     }
     assert_eq!(counts[0], counts[1], "the bootstraps do not depend on d");
+}
+
+/// The relu mask's dither (stochastic rounding of `dh` before its tables) is a public
+/// plaintext: the encrypted backend adds exactly the clear machine's offsets, for every
+/// step and position in a batch. Decrypting the register before and after the dither
+/// and subtracting cancels the noise, so the comparison is bit-exact.
+#[test]
+fn the_relu_mask_dither_is_the_clear_machines_to_the_bit() {
+    let plan = mlp(4);
+    let (ck, sk) = keys();
+    let mut server = Server::with_convert(sk, &plan, Some(convert_key())).expect("the MLP runs on tfhe");
+    let info = server.info().clone();
+    let (pc, a, out) = plan
+        .sample
+        .iter()
+        .enumerate()
+        .find_map(|(i, inst)| match *inst {
+            Inst::Dither { a, out, .. } => Some((i, a, out)),
+            _ => None,
+        })
+        .expect("the MLP's relu mask dithers");
+    let mut counters = Counters::new(&plan);
+    let mut r = Rng(17);
+    let qs: Vec<_> = (0..2)
+        .map(|i| {
+            let x: Vec<f64> = (0..4).map(|_| r.int(-30, 30) as f64 / 10.0).collect();
+            clear::quantize(&plan, &[&x[..]], &[i], &mut counters)
+        })
+        .collect();
+    let init = clear::init_tensors(&plan);
+    let model = blindtuner_runtime::tfhe::driver::trivial_model(&plan, sk.params(), &init).expect("model");
+    let mut crng = CryptoRng::from_seed(3);
+    for steps in [0u64, 5] {
+        server.set_steps_done(steps);
+        let mut machine = Machine::with_tensors(&plan, init.clone());
+        machine.begin_step(steps);
+        for (pos, q) in qs.iter().enumerate() {
+            machine.run_sample(q);
+            let want: Vec<u64> = machine.reg(out).iter().zip(machine.reg(a)).map(|(y, x)| y.wrapping_sub(*x)).collect();
+            let s = ck.encrypt_sample(&plan, &info, &q.xq, &q.labels, &mut crng).expect("encrypts");
+            let run = server.run_sample_at(&model, &server.prepare(&s).expect("prepares"), pc + 1, pos).expect("runs");
+            let dec =
+                |r: blindtuner_compiler::plan::RegId| ck.decrypt_value(run.regs[r.index()].as_ref().expect("written"));
+            let got: Vec<u64> = dec(out).iter().zip(dec(a)).map(|(y, x)| y.wrapping_sub(x)).collect();
+            assert_eq!(got, want, "step {steps}, position {pos}");
+            assert!(want.iter().any(|&d| d != 0), "step {steps}, position {pos}: offsets drawn");
+        }
+    }
 }
 
 /// `nesterov` on an MLP head: the momentum of `W2` lives under the PBS key

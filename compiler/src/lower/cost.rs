@@ -86,6 +86,7 @@ pub fn inst_cost(plan: &Plan, inst: &Inst) -> InstCost {
         Inst::Add { .. }
         | Inst::Sub { .. }
         | Inst::AddConst { .. }
+        | Inst::Dither { .. }
         | Inst::MulInt { .. }
         | Inst::Elem { .. }
         | Inst::Bcast { .. }

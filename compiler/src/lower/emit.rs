@@ -69,10 +69,10 @@ impl Emitter {
 /// in `e`'s format) read at `dh + gate` and at `dh` gives `±T(dh)` and `T(dh)`: their
 /// sum is `dh` where the unit is active and `0` where it is not. Three bootstraps per
 /// hidden unit instead of a GGSW conversion of `dh` (bits × levels); `dh` is read at
-/// the failure budget's cells (`cell_log2`).
+/// the failure budget's cells (`cell_log2`), stochastically rounded (`Inst::Dither`).
 fn relu_mask(
     em: &mut Emitter,
-    (dh, dh_fmt): (RegId, Format),
+    (dh_in, dh_fmt): (RegId, Format),
     (z, z_fmt, z_range): (RegId, Format, (f64, f64)),
     e_fmt: Format,
     cell_log2: i32,
@@ -93,9 +93,6 @@ fn relu_mask(
         1.0 / 8.0,
         n,
     );
-    let gate_fmt = Format { scale: dh_fmt.scale, lsb: 63, range: dh_fmt.range, proven: false };
-    let g = em.apply(gate, z, gate_fmt, span);
-    let u = em.bin(|a, b, out| Inst::Add { a, b, out }, dh, g, "dh + gate", dh_fmt, span);
     let unit = (e_fmt.frac() as f64).exp2();
     let a = dh_fmt.range.0.abs().max(dh_fmt.range.1.abs());
     let halve = move |x: f64| x.clamp(-a, a) / 2.0 * unit;
@@ -111,6 +108,19 @@ fn relu_mask(
         ((cell_log2 - dh_fmt.scale) as f64).exp2(),
         n,
     );
+    // Both reads round `dh` to the nearest of the table's cells, and `dh` (a product
+    // of the small error with `W2`) mostly moves by less than half a cell early in
+    // training: nearest rounding drops those gradients. A public offset within a cell,
+    // the same for both reads so a closed gate still sums to exactly 0, makes the
+    // rounding right on average (stochastic rounding) at no bootstrap.
+    let width = (1u64 << 63) / half.table.len() as u64;
+    // `dh`'s range is an assumed bound the tables saturate at; half a cell more stays
+    // far inside their window, so the format is `dh`'s.
+    let dh = em.reg("dh + dither", em.regs[dh_in.index()].len, dh_fmt, span);
+    em.sample.push(Inst::Dither { a: dh_in, width, out: dh });
+    let gate_fmt = Format { scale: dh_fmt.scale, lsb: 63, range: dh_fmt.range, proven: false };
+    let g = em.apply(gate, z, gate_fmt, span);
+    let u = em.bin(|a, b, out| Inst::Add { a, b, out }, dh, g, "dh + gate", dh_fmt, span);
     // Behind a closed gate the input reads the negacyclic half: the point, not a wrap
     // (the same table under its own name, so the clear backend's range counters stay
     // meaningful for the ungated read).

@@ -309,7 +309,9 @@ impl<'a> Cx<'a> {
                 Inst::Add { a, b, .. } | Inst::Sub { a, b, .. } => {
                     get(a, &out.regs).zip(get(b, &out.regs)).map(|(a, b)| a.plus(b))
                 }
-                Inst::AddConst { a, .. } | Inst::Elem { a, .. } | Inst::Bcast { a, .. } => get(a, &out.regs),
+                Inst::AddConst { a, .. } | Inst::Dither { a, .. } | Inst::Elem { a, .. } | Inst::Bcast { a, .. } => {
+                    get(a, &out.regs)
+                }
                 // Per-register noise is one figure: the noisiest part bounds the vector.
                 Inst::Concat { ref parts, .. } => {
                     parts.iter().map(|&p| get(p, &out.regs)).try_fold(Growing::fixed(0.0), |m, g| {

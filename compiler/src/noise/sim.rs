@@ -200,6 +200,7 @@ pub fn key_sets(plan: &crate::plan::Plan) -> Vec<KeySet> {
                     keys[out] = keys[out].union(keys[a]).union(keys[b]);
                 }
                 Inst::AddConst { a, out, .. }
+                | Inst::Dither { a, out, .. }
                 | Inst::MulInt { a, out, .. }
                 | Inst::Elem { a, out, .. }
                 | Inst::Bcast { a, out } => keys[out.index()] = keys[out.index()].union(keys[a.index()]),

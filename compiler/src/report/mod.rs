@@ -443,6 +443,7 @@ fn op_name(plan: &Plan, inst: &Inst) -> String {
         Inst::Add { a, b, .. } => format!("{} + {}", r(*a), r(*b)),
         Inst::Sub { a, b, .. } => format!("{} - {}", r(*a), r(*b)),
         Inst::AddConst { a, .. } => format!("{} + const", r(*a)),
+        Inst::Dither { a, .. } => format!("{} + dither", r(*a)),
         Inst::MulInt { a, c, .. } => format!("{} * {c}", r(*a)),
         Inst::Mul { a, b, .. } => format!("{} * {}", r(*a), r(*b)),
         Inst::LabelTerm { label, .. } => format!("label term {}", plan.labels[label.index()].name),

@@ -145,7 +145,7 @@ impl PlanInfo {
                     return Err(invalid(format!("{}: operand lengths differ", at())));
                 }
             }
-            Inst::AddConst { a, out, .. } | Inst::MulInt { a, out, .. } => {
+            Inst::AddConst { a, out, .. } | Inst::Dither { a, out, .. } | Inst::MulInt { a, out, .. } => {
                 if len(a)? != len(out)? {
                     return Err(invalid(format!("{}: operand lengths differ", at())));
                 }
@@ -235,6 +235,7 @@ pub(crate) fn inst_name(inst: &Inst) -> &'static str {
         Inst::Add { .. } => "Add",
         Inst::Sub { .. } => "Sub",
         Inst::AddConst { .. } => "AddConst",
+        Inst::Dither { .. } => "Dither",
         Inst::MulInt { .. } => "MulInt",
         Inst::Mul { .. } => "Mul",
         Inst::LabelTerm { .. } => "LabelTerm",

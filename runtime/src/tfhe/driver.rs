@@ -229,6 +229,7 @@ pub fn train_with_convert(
                 order[ranges[state.step].clone()].iter().map(|&i| data.samples[i].clone()).collect();
             let before = server.stats().pbs;
             server.set_step(state.step);
+            server.set_steps_done(state.steps_done);
             server.train_batch(&mut state.model, &chunk)?;
             server.refresh(&mut state.model, state.steps_done + 1)?;
             if average_from.is_some_and(|e| state.epoch >= e) {

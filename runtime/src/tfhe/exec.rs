@@ -16,9 +16,10 @@ use super::ops::{self, Scratch};
 use super::pack::pack_batched;
 use super::stats::{Stats, StatsSnapshot, Work};
 use super::value::Value;
-use blindtuner_compiler::plan::{Inst, Layout, LutId, Plan, RegId, StepInst, TensorId};
+use blindtuner_compiler::plan::{dither, DitherAt, Inst, Layout, LutId, Plan, RegId, StepInst, TensorId};
 use rayon::prelude::*;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 use tfhe::core_crypto::prelude::*;
 
@@ -59,6 +60,10 @@ pub struct Server<'a> {
     /// Position of the next batch (the loss program's measured steps).
     epoch: usize,
     step_in_epoch: usize,
+    /// Steps of the run done before the next batch (where `Inst::Dither` offsets are
+    /// drawn; the clear machine's `steps_done`): counted by [`Server::step`], set by a
+    /// resumed run's driver.
+    steps_done: AtomicU64,
 }
 
 impl<'a> Server<'a> {
@@ -96,6 +101,7 @@ impl<'a> Server<'a> {
             stats: Stats::default(),
             epoch: 0,
             step_in_epoch: 0,
+            steps_done: AtomicU64::new(0),
         })
     }
 
@@ -103,6 +109,11 @@ impl<'a> Server<'a> {
     /// runs on the steps `Plan::loss` measures.
     pub fn set_step(&mut self, step: usize) {
         self.step_in_epoch = step;
+    }
+
+    /// `steps` steps of the run are done (a resumed run starts at its checkpoint's count).
+    pub fn set_steps_done(&mut self, steps: u64) {
+        *self.steps_done.get_mut() = steps;
     }
 
     /// Enter `epoch`: learning-rate scaled LUTs and label terms use its shift.
@@ -169,7 +180,19 @@ impl<'a> Server<'a> {
 
     /// Run `plan.sample[..upto]` for one sample against `model` (not modified).
     pub fn run_sample(&self, model: &EncModel, s: &PreparedSample, upto: usize) -> Result<SampleRun, TfheError> {
-        self.run_program(model, s, upto, false)
+        self.run_program(model, s, (upto, 0), false)
+    }
+
+    /// [`Server::run_sample`] for the sample at position `pos` of its batch (where its
+    /// `Inst::Dither` offsets are drawn).
+    pub fn run_sample_at(
+        &self,
+        model: &EncModel,
+        s: &PreparedSample,
+        upto: usize,
+        pos: usize,
+    ) -> Result<SampleRun, TfheError> {
+        self.run_program(model, s, (upto, pos), false)
     }
 
     /// [`Server::run_sample`], then with `loss` the loss program (`Plan::loss`) on the
@@ -178,7 +201,7 @@ impl<'a> Server<'a> {
         &self,
         model: &EncModel,
         s: &PreparedSample,
-        upto: usize,
+        (upto, pos): (usize, usize),
         loss: bool,
     ) -> Result<SampleRun, TfheError> {
         let p = self.keys.params();
@@ -230,6 +253,17 @@ impl<'a> Server<'a> {
                 Inst::AddConst { a, c, out } => {
                     let mut r = get(a)?.clone();
                     r.add_plaintext(c);
+                    Some((out, r))
+                }
+                Inst::Dither { a, width, out } => {
+                    let at = DitherAt {
+                        seed: self.plan.train.seed,
+                        step: self.steps_done.load(Ordering::Relaxed),
+                        pos: pos as u64,
+                        inst: i as u64,
+                    };
+                    let mut r = get(a)?.clone();
+                    r.add_plaintext_each(|j| dither(at, j, width));
                     Some((out, r))
                 }
                 Inst::MulInt { a, c, out } => {
@@ -440,9 +474,10 @@ impl<'a> Server<'a> {
         let measure = self.plan.loss.as_ref().filter(|l| l.measured(self.step_in_epoch));
         let runs: Vec<Result<SampleRun, TfheError>> = batch
             .par_iter()
-            .map(|s| {
+            .enumerate()
+            .map(|(pos, s)| {
                 self.prepare(s)
-                    .and_then(|ps| self.run_program(model_ref, &ps, self.plan.sample.len(), measure.is_some()))
+                    .and_then(|ps| self.run_program(model_ref, &ps, (self.plan.sample.len(), pos), measure.is_some()))
             })
             .collect();
         let runs: Vec<SampleRun> = runs.into_iter().collect::<Result<_, _>>()?;
@@ -512,6 +547,7 @@ impl<'a> Server<'a> {
                 }
             }
         }
+        self.steps_done.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 

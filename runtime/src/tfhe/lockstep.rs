@@ -98,6 +98,7 @@ impl<'p> LockStep<'p> {
         if batch.len() != traces.len() {
             return Err(bad_ct(format!("{} samples but {} bootstrap traces", batch.len(), traces.len())));
         }
+        self.synced.begin_step(self.clear.steps_done);
         for (q, trace) in batch.iter().zip(traces) {
             let mut cells = BTreeMap::new();
             for (pc, lwes) in trace {

@@ -89,6 +89,13 @@ impl Value {
         self.parts[0].cts.iter_mut().for_each(|x| lwe_ciphertext_plaintext_add_assign(x, Plaintext(c)));
     }
 
+    /// Element `j` gets the constant `c(j)` (to the first part, as `add_plaintext`).
+    pub fn add_plaintext_each(&mut self, c: impl Fn(usize) -> u64) {
+        for (j, x) in self.parts[0].cts.iter_mut().enumerate() {
+            lwe_ciphertext_plaintext_add_assign(x, Plaintext(c(j)));
+        }
+    }
+
     pub fn mul_int(&mut self, c: i64) {
         for p in &mut self.parts {
             p.cts.iter_mut().for_each(|x| lwe_ciphertext_cleartext_mul_assign(x, Cleartext(c as u64)));
