@@ -274,3 +274,118 @@ fn mlp_head_follows_its_float_twin() {
     eprintln!("h = 8, 1 epoch, mean of seeds 0–8: clear {acc:.4}, float twin {twin:.4}");
     assert!(acc >= twin - 0.02, "1 epoch, seeds 0–8: clear {acc:.4} more than 2 points below its float twin {twin:.4}");
 }
+
+/// A float linear head (`W` k×d, `b`), trained as a spec's plan trains it: softmax or
+/// one-vs-rest sigmoid cross-entropy, mean gradient per batch, the plan's learning
+/// rate schedule, `sgd` (`momentum` 0) or `nesterov` (`b' = μ·b + g`,
+/// `W -= g + μ·b'`, the plan's form), and the plan's tail average.
+struct LinearTwin {
+    w: Vec<Vec<f64>>,
+    b: Vec<f64>,
+    vw: Vec<Vec<f64>>,
+    vb: Vec<f64>,
+}
+
+impl LinearTwin {
+    fn logits(&self, x: &[f64]) -> Vec<f64> {
+        self.w.iter().zip(&self.b).map(|(w, b)| w.iter().zip(x).map(|(w, x)| w * x).sum::<f64>() + b).collect()
+    }
+
+    fn step(&mut self, batch: &[(Vec<f64>, usize)], lr: f64, softmax: bool, momentum: f64) {
+        let (k, d) = (self.w.len(), self.w[0].len());
+        let (mut gw, mut gb) = (vec![vec![0.0; d]; k], vec![0.0; k]);
+        for (x, y) in batch {
+            let z = self.logits(x);
+            let p: Vec<f64> = if softmax {
+                let m = z.iter().cloned().fold(f64::MIN, f64::max);
+                let ex: Vec<f64> = z.iter().map(|v| (v - m).exp()).collect();
+                let s: f64 = ex.iter().sum();
+                ex.iter().map(|e| e / s).collect()
+            } else {
+                z.iter().map(|v| 1.0 / (1.0 + (-v).exp())).collect()
+            };
+            for c in 0..k {
+                let e = p[c] - f64::from(u8::from(c == *y));
+                gb[c] += e;
+                gw[c].iter_mut().zip(x).for_each(|(g, x)| *g += e * x);
+            }
+        }
+        let s = lr / batch.len() as f64;
+        let nesterov = |w: &mut f64, v: &mut f64, g: f64| {
+            *v = momentum * *v + s * g;
+            *w -= s * g + momentum * *v;
+        };
+        for c in 0..k {
+            nesterov(&mut self.b[c], &mut self.vb[c], gb[c]);
+            for ((w, v), &g) in self.w[c].iter_mut().zip(&mut self.vw[c]).zip(&gw[c]) {
+                nesterov(w, v, g);
+            }
+        }
+    }
+}
+
+/// The float twin of a linear head's `plan` (zero init, the plan's order, schedule,
+/// momentum and tail average), in f64: test accuracy.
+fn float_linear_twin(plan: &Plan, (tr, te): &(Dataset, Dataset), softmax: bool, momentum: f64) -> f64 {
+    let (k, d) = (5, tr.d);
+    let zeros = || (vec![vec![0.0; d]; k], vec![0.0; k]);
+    let ((w, b), (vw, vb)) = (zeros(), zeros());
+    let mut head = LinearTwin { w, b, vw, vb };
+    let epochs = plan.train.epochs;
+    let from = plan.train.average_from(epochs).unwrap_or(usize::MAX);
+    let (mut sw, mut sb, mut count) = (vec![vec![0.0; d]; k], vec![0.0; k], 0.0);
+    let n = tr.y.len();
+    for e in 0..epochs {
+        let lr = plan.train.lr / f64::from(plan.train.lr_shift(e)).exp2();
+        let order = order::epoch_order(plan.train.seed, e, n);
+        for r in order::batches(n, plan.train.batch) {
+            let batch: Vec<_> = order[r].iter().map(|&i| (clamp(&tr.x[i]), tr.y[i])).collect();
+            head.step(&batch, lr, softmax, momentum);
+            if e >= from {
+                count += 1.0;
+                sb.iter_mut().zip(&head.b).for_each(|(s, v)| *s += v);
+                sw.iter_mut().flatten().zip(head.w.iter().flatten()).for_each(|(s, v)| *s += v);
+            }
+        }
+    }
+    if count > 0.0 {
+        head.w = sw.iter().map(|r| r.iter().map(|s| s / count).collect()).collect();
+        head.b = sb.iter().map(|s| s / count).collect();
+    }
+    let right = te.x.iter().zip(&te.y).filter(|(x, &y)| {
+        let z = head.logits(&clamp(x));
+        (0..k).max_by(|&a, &b| z[a].total_cmp(&z[b])) == Some(y)
+    });
+    right.count() as f64 / te.y.len() as f64
+}
+
+#[test]
+fn linear_heads_follow_their_float_twins() {
+    // The README's benchmark rows: each head and optimizer against f64 with the same
+    // order, schedule, momentum and average (the "float" column for the momentum rows).
+    let data = dataset("mnist-vit");
+    let src = |model: &str, optimizer: Option<&str>| {
+        let s = std::fs::read_to_string(root().join(format!("models/{model}.bt"))).expect("model file");
+        optimizer.map_or(s.clone(), |o| s.replace("sgd(lr = 0.5)", o))
+    };
+    let rows = [
+        ("mnist_vit_sigmoid", None, false, 0.0),
+        ("mnist_vit_softmax", None, true, 0.0),
+        ("mnist_vit_sigmoid", Some("nesterov(lr = 0.05, momentum = 0.9)"), false, 0.9),
+        ("mnist_vit_softmax", Some("nesterov(lr = 0.125, momentum = 0.75)"), true, 0.75),
+    ];
+    for (model, optimizer, softmax, momentum) in rows {
+        let set: BTreeMap<String, usize> = [("d".to_string(), data.0.d), ("k".to_string(), 5)].into();
+        let (spec, diags) = check_source(&src(model, optimizer), &set);
+        let spec = spec.unwrap_or_else(|| panic!("{model}: {diags:?}"));
+        let plan = pipeline::run(spec, None).unwrap_or_else(|d| panic!("{model}: {d:?}")).plan.expect("plan");
+        let acc = clear_accuracy(&plan, &data, None);
+        let twin = float_linear_twin(&plan, &data, softmax, momentum);
+        let name = optimizer.unwrap_or("sgd(lr = 0.5)");
+        eprintln!("{model}, {name}: clear {acc:.4}, float twin {twin:.4}");
+        assert!(
+            acc >= twin - 0.015,
+            "{model}, {name}: clear {acc:.4} more than 1.5 points below its float twin {twin:.4}"
+        );
+    }
+}
