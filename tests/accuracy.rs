@@ -112,10 +112,8 @@ impl Mlp {
         let (mut g2, mut gb2) = (vec![vec![0.0; h]; k], vec![0.0; k]);
         for (x, y) in batch {
             let (z1, a1, z) = self.forward(x);
-            let m = z.iter().cloned().fold(f64::MIN, f64::max);
-            let ex: Vec<f64> = z.iter().map(|v| (v - m).exp()).collect();
-            let sum: f64 = ex.iter().sum();
-            let e: Vec<f64> = (0..k).map(|c| ex[c] / sum - f64::from(u8::from(c == *y))).collect();
+            let p = softmax(&z);
+            let e: Vec<f64> = (0..k).map(|c| p[c] - f64::from(u8::from(c == *y))).collect();
             for c in 0..k {
                 gb2[c] += e[c];
                 (0..h).for_each(|j| g2[c][j] += e[c] * a1[j]);
@@ -138,16 +136,24 @@ impl Mlp {
     }
 
     fn accuracy(&self, te: &Dataset) -> f64 {
-        let right =
-            te.x.iter()
-                .zip(&te.y)
-                .filter(|(x, &y)| {
-                    let z = self.forward(&clamp(x)).2;
-                    (0..z.len()).max_by(|&a, &b| z[a].total_cmp(&z[b])) == Some(y)
-                })
-                .count();
-        right as f64 / te.y.len() as f64
+        test_accuracy(te, |x| self.forward(x).2)
     }
+}
+
+fn softmax(z: &[f64]) -> Vec<f64> {
+    let m = z.iter().cloned().fold(f64::MIN, f64::max);
+    let ex: Vec<f64> = z.iter().map(|v| (v - m).exp()).collect();
+    let sum: f64 = ex.iter().sum();
+    ex.iter().map(|e| e / sum).collect()
+}
+
+/// Test accuracy of a float head: argmax of `logits` of the clamped inputs.
+fn test_accuracy(te: &Dataset, logits: impl Fn(&[f64]) -> Vec<f64>) -> f64 {
+    let right = te.x.iter().zip(&te.y).filter(|(x, &y)| {
+        let z = logits(&clamp(x));
+        (0..z.len()).max_by(|&a, &b| z[a].total_cmp(&z[b])) == Some(y)
+    });
+    right.count() as f64 / te.y.len() as f64
 }
 
 /// Inputs clamped to the spec's declared `[-6, 6]`.
@@ -296,14 +302,8 @@ impl LinearTwin {
         let (mut gw, mut gb) = (vec![vec![0.0; d]; k], vec![0.0; k]);
         for (x, y) in batch {
             let z = self.logits(x);
-            let p: Vec<f64> = if softmax {
-                let m = z.iter().cloned().fold(f64::MIN, f64::max);
-                let ex: Vec<f64> = z.iter().map(|v| (v - m).exp()).collect();
-                let s: f64 = ex.iter().sum();
-                ex.iter().map(|e| e / s).collect()
-            } else {
-                z.iter().map(|v| 1.0 / (1.0 + (-v).exp())).collect()
-            };
+            let p: Vec<f64> =
+                if softmax { self::softmax(&z) } else { z.iter().map(|v| 1.0 / (1.0 + (-v).exp())).collect() };
             for c in 0..k {
                 let e = p[c] - f64::from(u8::from(c == *y));
                 gb[c] += e;
@@ -352,11 +352,7 @@ fn float_linear_twin(plan: &Plan, (tr, te): &(Dataset, Dataset), softmax: bool, 
         head.w = sw.iter().map(|r| r.iter().map(|s| s / count).collect()).collect();
         head.b = sb.iter().map(|s| s / count).collect();
     }
-    let right = te.x.iter().zip(&te.y).filter(|(x, &y)| {
-        let z = head.logits(&clamp(x));
-        (0..k).max_by(|&a, &b| z[a].total_cmp(&z[b])) == Some(y)
-    });
-    right.count() as f64 / te.y.len() as f64
+    test_accuracy(te, |x| head.logits(x))
 }
 
 #[test]
