@@ -519,6 +519,14 @@ pub struct Lut {
     /// shifted right by `j` (an accumulator built with `out_shift − j`).
     #[serde(default)]
     pub lr_scaled: bool,
+    /// A table whose value changes little from one cell to the next (a hidden
+    /// activation or its derivative), or a gate whose cells only differ across its
+    /// step: a bootstrap landing `j` cells off reads the value `j` cells away, an error
+    /// that grows with the distance, like rounding, instead of an unrelated value. Its
+    /// far landings are numeric error (`simulate` draws them), not failures: the failure
+    /// budget does not count them.
+    #[serde(default)]
+    pub graded: bool,
 }
 
 impl Lut {

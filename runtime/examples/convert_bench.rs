@@ -39,6 +39,7 @@ fn main() {
         assumed: (-16.0, 16.0),
         window: (-16.0, 16.0),
         lr_scaled: false,
+        graded: false,
     };
     // relu's output as the product reads it: integers 0..16 at 2^40.
     let int_fmt = Format { scale: 40, lsb: 40, range: (0.0, 16.0), proven: true };

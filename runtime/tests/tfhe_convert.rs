@@ -35,6 +35,7 @@ fn relu_lut() -> Lut {
         assumed: (-16.0, 16.0),
         window: (-16.0, 16.0),
         lr_scaled: false,
+        graded: false,
     }
 }
 

@@ -81,6 +81,8 @@ fn relu_mask(
 ) -> RegId {
     let n = em.poly_size;
     let closed = |u: f64| if Builtin::Relu.deriv(u) > 0.0 { 0.0 } else { 1.0 };
+    // A landing off the gate's cell only matters across its step, at z ≈ 0, where the
+    // mask then passes or drops a unit's `dh` by mistake: graded, like the activation.
     let gate = half_torus(
         &TableFn {
             name: "relu gate".into(),
@@ -93,6 +95,7 @@ fn relu_mask(
         1.0 / 8.0,
         n,
     );
+    let gate = Lut { graded: true, ..gate };
     let unit = (e_fmt.frac() as f64).exp2();
     let a = dh_fmt.range.0.abs().max(dh_fmt.range.1.abs());
     let halve = move |x: f64| x.clamp(-a, a) / 2.0 * unit;
@@ -221,6 +224,10 @@ pub fn emit(
                 1.0 / 8.0,
                 n,
             );
+            // Hidden activations are monotone: a far landing is a larger rounding error.
+            // Their 1/8 cells are finer than the failure budget's: the noise that
+            // buys is cheaper in accuracy than coarser activations (`simulate`).
+            let lut = Lut { graded: true, ..lut };
             h_regs[l + 1] = Some(em.apply(lut, z, af.h, an.span));
         }
     }
@@ -278,6 +285,8 @@ pub fn emit(
                     1.0 / 8.0,
                     n,
                 );
+                // Continuous at its cells' scale, as the activation: graded.
+                let lut = Lut { graded: true, ..lut };
                 let dfmt =
                     Format { scale: af.deriv_shift as i32, lsb: af.deriv_shift as i32, range: (0.0, m), proven: true };
                 let d = em.apply(lut, z_regs[l - 1], dfmt, span);

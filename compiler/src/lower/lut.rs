@@ -58,6 +58,7 @@ pub fn full_torus(t: &TableFn<'_>, resolution: f64, n: usize) -> Lut {
         assumed: t.assumed,
         window: (-width / 2.0, width / 2.0),
         lr_scaled: false,
+        graded: false,
     }
 }
 
@@ -92,6 +93,7 @@ pub fn half_torus(t: &TableFn<'_>, resolution: f64, n: usize) -> Lut {
         assumed: t.assumed,
         window: (lo, lo + width),
         lr_scaled: false,
+        graded: false,
     }
 }
 

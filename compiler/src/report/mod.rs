@@ -73,7 +73,8 @@ pub struct Failure {
     pub p_fail: f64,
     /// Allowed per bootstrap: `p_fail / 2 / HORIZON_PBS`.
     pub per_pbs: f64,
-    /// The worst table: its name and P(further) for a phase at a cell's edge.
+    /// The worst table whose far landings are failures (not [`crate::plan::Lut::graded`]):
+    /// its name and P(further) for a phase at a cell's edge.
     pub worst_lut: Option<(String, f64)>,
     /// With a known run length (`samples`): bootstraps of the run and P(any lands further).
     pub run: Option<(u64, f64)>,
@@ -149,6 +150,8 @@ pub struct LutRow {
     /// precision choice keeps the first within the budget per bootstrap.
     pub p_far_worst: f64,
     pub p_far_worst_finer: f64,
+    /// A far landing is numeric error here, not a failure ([`crate::plan::Lut::graded`]).
+    pub graded: bool,
     /// `log2` of the largest |output| (u64 torus units) in the first epoch and, for
     /// tables that carry the learning rate, in the last one (the schedule shrinks the
     /// output, not the bootstrap's noise).
@@ -296,6 +299,7 @@ pub fn build_with(plan: &Plan, source: Option<&str>, opts: &ReportOptions) -> Re
                 let sigma_over_w = (n.log2_std - n.log2_half_cell - 1.0).exp2();
                 crate::noise::tail::cell_errors(2.0 * sigma_over_w).far_worst
             }),
+            graded: l.graded,
             out_log2_max: out_log2_max(l, 0),
             out_log2_max_last: out_log2_max(l, if l.lr_scaled { plan.train.max_lr_shift() } else { 0 }),
             out_log2_std: key.candidates.iter().map(|c| (c.bsk.clone(), c.out_log2_std)).collect(),
@@ -383,6 +387,7 @@ fn failure(
     let worst_lut = noise
         .luts
         .iter()
+        .filter(|l| !plan.luts[l.lut.index()].graded)
         .map(|l| (plan.luts[l.lut.index()].name.clone(), l.errors.far_worst))
         .max_by(|a, b| a.1.total_cmp(&b.1));
     let run = samples.map(|n| {

@@ -87,6 +87,7 @@ pub fn sigmoid_lut() -> Lut {
         assumed: (-8.0, 8.0),
         window: (-16.0, 16.0),
         lr_scaled: false,
+        graded: false,
     }
 }
 
