@@ -212,6 +212,35 @@ fn out_of_range_inputs_are_clamped_and_reported() {
 }
 
 #[test]
+fn simulate_counts_far_landings_of_graded_tables_apart() {
+    // An MLP's activation and relu gate are read at 1/8 cells, finer than the failure
+    // budget's: their far landings are rounding errors (`Lut::graded`), tallied apart
+    // from the failures, of which the budget leaves none here.
+    let args = [
+        "run",
+        "models/mnist_vit_mlp.bt",
+        "--set",
+        "h=4",
+        "--data",
+        "data/mnist-vit16",
+        "--backend",
+        "simulate",
+        "--limit",
+        "200",
+        "--epochs",
+        "1",
+        "--json",
+    ];
+    let out = bt(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("one JSON object");
+    assert_eq!(v["pbs_further_off"], 0);
+    let graded = v["pbs_further_off_graded"].as_u64().expect("graded far landings");
+    let total = v["simulated_pbs"].as_u64().expect("bootstraps");
+    assert!(graded > 0 && graded < total / 10, "{graded} of {total}");
+}
+
+#[test]
 fn simulate_backend_reports_where_bootstraps_landed() {
     let args = [
         "run",

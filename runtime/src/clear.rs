@@ -393,7 +393,7 @@ impl<'p> Machine<'p> {
                     }
                     let (v, cell) = l.eval_at(t, plan.poly_size, self.lr_shift);
                     if let (Some(n), Some((clean, _))) = (&mut self.noise, clean) {
-                        n.tally(l.table.len(), clean, cell);
+                        n.tally(l, clean, cell);
                         let pbs = n.op.pbs;
                         res.push(v.wrapping_add(n.sample(pbs)));
                         continue;

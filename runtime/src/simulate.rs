@@ -10,7 +10,7 @@
 
 use crate::rng::SplitMix;
 use blindtuner_compiler::noise::OpNoise;
-use blindtuner_compiler::plan::Layout;
+use blindtuner_compiler::plan::{Layout, Lut};
 
 /// Where an injected bootstrap landed, relative to the noise-free cell.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -18,26 +18,40 @@ pub struct CellTally {
     pub pbs: u64,
     /// Landed in an adjacent cell (numeric error).
     pub one_off: u64,
-    /// Landed two or more cells away (a failure).
+    /// Landed two or more cells away in a table where that is a failure.
     pub far: u64,
+    /// Landed two or more cells away in a `graded` table (an activation, its derivative,
+    /// a gate): a larger rounding error, not a failure.
+    pub graded_far: u64,
 }
 
 impl CellTally {
-    /// Count one bootstrap that should have read cell `clean` and read `used`, on a
-    /// table of `cells` cells (numbered `0..2·cells` around the torus).
-    pub fn record(&mut self, cells: usize, clean: usize, used: usize) {
+    /// Count one bootstrap of `lut` that should have read cell `clean` and read `used`
+    /// (cells numbered `0..2·cells` around the torus).
+    pub fn record(&mut self, lut: &Lut, clean: usize, used: usize) {
         self.pbs += 1;
-        match cell_distance(cells, clean, used) {
+        match cell_distance(lut.table.len(), clean, used) {
             0 => {}
             1 => self.one_off += 1,
+            _ if lut.graded => self.graded_far += 1,
             _ => self.far += 1,
         }
     }
     pub fn plus(self, o: &CellTally) -> CellTally {
-        CellTally { pbs: self.pbs + o.pbs, one_off: self.one_off + o.one_off, far: self.far + o.far }
+        CellTally {
+            pbs: self.pbs + o.pbs,
+            one_off: self.one_off + o.one_off,
+            far: self.far + o.far,
+            graded_far: self.graded_far + o.graded_far,
+        }
     }
     pub fn minus(self, o: &CellTally) -> CellTally {
-        CellTally { pbs: self.pbs - o.pbs, one_off: self.one_off - o.one_off, far: self.far - o.far }
+        CellTally {
+            pbs: self.pbs - o.pbs,
+            one_off: self.one_off - o.one_off,
+            far: self.far - o.far,
+            graded_far: self.graded_far - o.graded_far,
+        }
     }
     pub fn one_off_rate(&self) -> f64 {
         self.one_off as f64 / self.pbs.max(1) as f64
@@ -74,9 +88,9 @@ impl Injector {
         }
     }
 
-    /// Tally where a bootstrap landed: cells are numbered `0..2·cells` around the torus.
-    pub fn tally(&mut self, cells: usize, clean: usize, used: usize) {
-        self.cells.record(cells, clean, used);
+    /// Tally where a bootstrap of `lut` landed (see [`CellTally::record`]).
+    pub fn tally(&mut self, lut: &Lut, clean: usize, used: usize) {
+        self.cells.record(lut, clean, used);
     }
 }
 
@@ -115,10 +129,24 @@ mod tests {
     #[test]
     fn cell_distance_wraps_around_the_torus() {
         let mut inj = Injector::new(OpNoise::new(&NoiseParams::DEFAULT), 0, 0);
-        inj.tally(64, 0, 127);
-        inj.tally(64, 3, 3);
-        inj.tally(64, 10, 12);
-        assert_eq!(inj.cells, CellTally { pbs: 3, one_off: 1, far: 1 });
+        let lut = |graded| Lut {
+            name: "t".into(),
+            func: "t".into(),
+            encoding: blindtuner_compiler::plan::LutEncoding::HalfTorus,
+            offset: 0,
+            table: vec![0; 64],
+            out_shift: 0,
+            in_fmt: blindtuner_compiler::plan::Format { scale: 58, lsb: 58, range: (-1.0, 1.0), proven: true },
+            assumed: (-1.0, 1.0),
+            window: (-2.0, 2.0),
+            lr_scaled: false,
+            graded,
+        };
+        inj.tally(&lut(false), 0, 127);
+        inj.tally(&lut(false), 3, 3);
+        inj.tally(&lut(false), 10, 12);
+        inj.tally(&lut(true), 10, 12);
+        assert_eq!(inj.cells, CellTally { pbs: 4, one_off: 1, far: 1, graded_far: 1 });
     }
 
     #[test]

@@ -225,6 +225,7 @@ fn summary_json(
         v["simulated_pbs"] = json!(cells.pbs);
         v["pbs_one_cell_off"] = json!(cells.one_off);
         v["pbs_further_off"] = json!(cells.far);
+        v["pbs_further_off_graded"] = json!(cells.graded_far);
         v["predicted_one_cell_off_rate"] = json!(noise.and_then(predicted_one_off));
         v["one_cell_off_rate_per_epoch"] =
             json!(rep.cells_per_epoch.iter().map(|c| c.one_off_rate()).collect::<Vec<_>>());
@@ -256,12 +257,20 @@ fn summary_text(plan: &Plan, rep: &TrainReport, clear: Option<&TrainReport>) -> 
             s += "backend          simulate (clear + modelled noise)\n";
             let pct_of = |n: u64| 100.0 * n as f64 / c.pbs.max(1) as f64;
             s += &format!(
-                "bootstraps       {} one cell off ({:.2} %), {} further ({:.2e} %)\n",
+                "bootstraps       {} one cell off ({:.2} %), {} further ({:.2e} %)",
                 c.one_off,
                 pct_of(c.one_off),
                 c.far,
                 pct_of(c.far)
             );
+            if c.graded_far > 0 {
+                s += &format!(
+                    "; {} further in graded tables ({:.2} %: activations and gates, a larger rounding error)",
+                    c.graded_far,
+                    pct_of(c.graded_far)
+                );
+            }
+            s += "\n";
         }
     }
     let vs_clear = |f: fn(&TrainReport) -> Option<f64>| {

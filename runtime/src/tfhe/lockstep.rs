@@ -150,7 +150,7 @@ impl<'p> LockStep<'p> {
 fn tally(plan: &Plan, log: &[(usize, usize, usize)], into: &mut CellTally) {
     for &(pc, clean, used) in log {
         if let Some(Inst::Lut { lut, .. }) = plan.sample.get(pc) {
-            into.record(plan.luts[lut.index()].table.len(), clean, used);
+            into.record(&plan.luts[lut.index()], clean, used);
         }
     }
 }

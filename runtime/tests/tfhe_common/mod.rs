@@ -31,7 +31,7 @@ pub fn landings(ck: &ClientKey, lut: &Lut, small: &[Lwe], msgs: &[u64]) -> CellT
     let n = ck.params().n();
     let mut tally = CellTally::default();
     for (s, &m) in small.iter().zip(msgs) {
-        tally.record(lut.table.len(), lut.eval(m, n).1, lut.at_index(ck.pbs_index(s), n).1);
+        tally.record(lut, lut.eval(m, n).1, lut.at_index(ck.pbs_index(s), n).1);
     }
     tally
 }
